@@ -1,0 +1,62 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { type MemCell, Memtable } from './memtable.js';
+
+function cell(v: number): MemCell {
+  return {
+    key: Buffer.from('k'),
+    column: Buffer.from('c'),
+    value: Buffer.from(String(v)),
+    version: v,
+  };
+}
+
+describe('Memtable', () => {
+  it('keeps keys sorted across chunk splits and replaces in place', () => {
+    fc.assert(
+      fc.property(fc.array(fc.string({ maxLength: 4 }), { maxLength: 2000 }), (keys) => {
+        const m = new Memtable();
+        const model = new Map<string, number>();
+        keys.forEach((k, i) => {
+          m.put(k, cell(i + 1));
+          model.set(k, i + 1);
+        });
+        const got = [...m.view().entries('', null)].map(([k, c]) => [k, c.version]);
+        const want = [...model.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1));
+        expect(got).toEqual(want);
+        expect(m.count).toBe(model.size);
+      }),
+      { numRuns: 50 },
+    );
+  });
+
+  it('a view does not change when later puts insert, replace and split chunks', () => {
+    const m = new Memtable();
+    for (let i = 0; i < 1000; i += 2) m.put(String(i).padStart(5, '0'), cell(i + 1));
+    const view = m.view();
+    const before = [...view.entries('', null)].map(([k, c]) => `${k}=${c.version}`);
+    for (let i = 0; i < 1000; i++) m.put(String(i).padStart(5, '0'), cell(10_000 + i));
+    const after = [...view.entries('', null)].map(([k, c]) => `${k}=${c.version}`);
+    expect(after).toEqual(before);
+    expect(view.get('00002')?.version).toBe(3);
+    expect(m.get('00002')?.version).toBe(10_002);
+    expect(view.count).toBe(500);
+    expect(m.count).toBe(1000);
+  });
+
+  it('entries honours [from, to) bounds', () => {
+    const m = new Memtable();
+    for (const k of ['a', 'b', 'c', 'd']) m.put(k, cell(1));
+    expect([...m.view().entries('b', 'd')].map(([k]) => k)).toEqual(['b', 'c']);
+    expect([...m.view().entries('bb', null)].map(([k]) => k)).toEqual(['c', 'd']);
+    expect([...new Memtable().view().entries('', null)]).toEqual([]);
+  });
+
+  it('tracks size on insert and replace', () => {
+    const m = new Memtable();
+    m.put('a', { ...cell(1), value: Buffer.alloc(1000) });
+    const s1 = m.sizeBytes;
+    m.put('a', { ...cell(2), value: Buffer.alloc(10) });
+    expect(m.sizeBytes).toBe(s1 - 990);
+  });
+});
