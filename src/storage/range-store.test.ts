@@ -1,0 +1,356 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type Lsn, lsn } from '../core/lsn.js';
+import type { ColumnWrite, RowMutation } from '../core/mutation.js';
+import { NodeStorage, type NodeStorageOptions } from './node-storage.js';
+import type { RangeStore, Row } from './range-store.js';
+
+const b = (s: string) => Buffer.from(s);
+const dirs: string[] = [];
+const open: NodeStorage[] = [];
+
+async function freshDir(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'skv-storage-'));
+  dirs.push(d);
+  return d;
+}
+
+async function openNode(dir: string, options: NodeStorageOptions = {}): Promise<NodeStorage> {
+  const n = await NodeStorage.open(dir, options);
+  open.push(n);
+  return n;
+}
+
+afterEach(async () => {
+  for (const n of open.splice(0)) await n.close();
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+});
+
+function put(
+  key: string | Buffer,
+  column: string | Buffer,
+  value: string | null,
+  expectedVersion?: number,
+): RowMutation {
+  const w: ColumnWrite = {
+    column: typeof column === 'string' ? b(column) : column,
+    value: value === null ? null : b(value),
+    ...(expectedVersion === undefined ? {} : { expectedVersion }),
+  };
+  return { key: typeof key === 'string' ? b(key) : key, writes: [w] };
+}
+
+function row(key: string, ...writes: ColumnWrite[]): RowMutation {
+  return { key: b(key), writes };
+}
+
+function text(rows: readonly Row[]): string[] {
+  return rows.map(
+    (r) =>
+      `${Buffer.from(r.key).toString('hex')}:${r.cells
+        .map(
+          (c) =>
+            `${Buffer.from(c.column).toString()}=${Buffer.from(c.value).toString()}@${c.version}`,
+        )
+        .join(',')}`,
+  );
+}
+
+let seq = 0;
+function next(): Lsn {
+  return lsn(1, ++seq);
+}
+
+describe('RangeStore reads and writes', () => {
+  it('apply, get, readRow and scan report values and versions per column', async () => {
+    const node = await openNode(await freshDir());
+    const r = node.range(1);
+    seq = 0;
+    const a = await r.apply(
+      next(),
+      row('k1', { column: b('a'), value: b('1') }, { column: b('b'), value: b('2') }),
+    );
+    expect(a).toEqual({ ok: true, previousVersions: [0, 0], versions: [1, 1] });
+    const c = await r.apply(next(), put('k1', 'a', 'x'));
+    expect(c).toEqual({ ok: true, previousVersions: [1], versions: [2] });
+    await r.apply(next(), put('k2', 'a', 'y'));
+    expect(await r.get(b('k1'), b('a'))).toEqual({ found: true, value: b('x'), version: 2 });
+    expect(await r.get(b('k1'), b('zz'))).toEqual({ found: false, version: 0 });
+    const cells = await r.readRow(b('k1'), 'all');
+    expect(cells.map((x) => [x.column.toString(), x.version])).toEqual([
+      ['a', 2],
+      ['b', 1],
+    ]);
+    const some = await r.readRow(b('k1'), [b('b'), b('nope')]);
+    expect(some.map((x) => x.column.toString())).toEqual(['b']);
+    const s = await r.scan(b(''), null, { columns: [b('a')] });
+    expect(text(s.rows)).toEqual([
+      `${b('k1').toString('hex')}:a=x@2`,
+      `${b('k2').toString('hex')}:a=y@3`,
+    ]);
+    expect(s.lsn).toEqual(lsn(1, 3));
+    expect(r.lastAppliedLsn).toEqual(lsn(1, 3));
+    expect(r.memtableBytes).toBeGreaterThan(0);
+    const d = await r.apply(next(), put('k1', 'a', null));
+    expect(d).toEqual({ ok: true, previousVersions: [2], versions: [0] });
+    expect(await r.get(b('k1'), b('a'))).toEqual({ found: false, version: 0 });
+  });
+
+  it('conditional write applies when the version matches and writes nothing when it does not', async () => {
+    const node = await openNode(await freshDir());
+    const r = node.range(1);
+    seq = 0;
+    expect((await r.apply(next(), put('k', 'c', 'v1', 0))).ok).toBe(true); // only if absent
+    expect(await r.apply(next(), put('k', 'c', 'v2', 0))).toEqual({
+      ok: false,
+      reason: 'version-mismatch',
+      writeIndex: 0,
+      actualVersion: 1,
+    });
+    expect(r.lastAppliedLsn).toEqual(lsn(1, 2)); // a failed condition still consumes the record
+    expect(await r.apply(next(), put('k', 'c', 'v3', 1))).toEqual({
+      ok: true,
+      previousVersions: [1],
+      versions: [3],
+    });
+    expect(await r.apply(next(), put('k', 'c', null, 1))).toMatchObject({
+      ok: false,
+      actualVersion: 3,
+    });
+    expect(await r.apply(next(), put('k', 'c', null, 3))).toEqual({
+      ok: true,
+      previousVersions: [3],
+      versions: [0],
+    });
+  });
+
+  it('one failed condition in a multi-column write writes no column, also against flushed data', async () => {
+    const node = await openNode(await freshDir());
+    const r = node.range(1);
+    seq = 0;
+    await r.apply(
+      next(),
+      row('k', { column: b('a'), value: b('a1') }, { column: b('b'), value: b('b1') }),
+    );
+    await r.flush(); // the version check must now read LevelDB
+    const before = r.digest().checksum;
+    const res = await r.apply(
+      next(),
+      row(
+        'k',
+        { column: b('a'), value: b('a2'), expectedVersion: 1 },
+        { column: b('new'), value: b('n') },
+        { column: b('b'), value: b('b2'), expectedVersion: 7 },
+      ),
+    );
+    expect(res).toEqual({ ok: false, reason: 'version-mismatch', writeIndex: 2, actualVersion: 1 });
+    expect(
+      (await r.readRow(b('k'), 'all')).map((c) => `${c.column}=${c.value}@${c.version}`),
+    ).toEqual(['a=a1@1', 'b=b1@1']);
+    expect(r.digest()).toEqual({ lsn: lsn(1, 2), checksum: before });
+  });
+
+  it('a tombstone in the memtable shadows the LevelDB value, and stays deleted after its own flush', async () => {
+    const node = await openNode(await freshDir());
+    const r = node.range(1);
+    seq = 0;
+    await r.apply(next(), put('k', 'c', 'old'));
+    await r.apply(next(), put('k2', 'c', 'kept'));
+    await r.flush();
+    await r.apply(next(), put('k', 'c', null));
+    expect(await r.get(b('k'), b('c'))).toEqual({ found: false, version: 0 });
+    expect(text((await r.scan(b(''), null)).rows)).toEqual([`${b('k2').toString('hex')}:c=kept@2`]);
+    await r.flush();
+    expect(await r.get(b('k'), b('c'))).toEqual({ found: false, version: 0 });
+    expect((await r.scan(b(''), null)).rows).toHaveLength(1);
+    // A conditional put-if-absent now succeeds: the deleted column has version 0.
+    expect((await r.apply(next(), put('k', 'c', 'again', 0))).ok).toBe(true);
+  });
+
+  it('scan merges memtable, flushing memtable and tables in key order with limits and [start, end) bounds, with 0x00/0xff keys', async () => {
+    const node = await openNode(await freshDir());
+    const r = node.range(1);
+    seq = 0;
+    const keys = [
+      Buffer.from([0x00]),
+      Buffer.from([0x00, 0x00]),
+      Buffer.from([0x00, 0xff]),
+      Buffer.from([0x01]),
+      Buffer.from([0x61]),
+      Buffer.from([0x61, 0x00]),
+      Buffer.from([0xff]),
+      Buffer.from([0xff, 0x00]),
+      Buffer.from([0xff, 0xff]),
+    ];
+    // Interleave layers: some keys only in tables, some overwritten in the memtable.
+    for (const [i, k] of keys.entries()) {
+      await r.apply(next(), put(k, 'c', `t${i}`));
+      if (i % 3 === 2) await r.flush();
+    }
+    await r.apply(next(), put(keys[4]!, 'c', 'mem'));
+    await r.apply(next(), put(keys[4]!, Buffer.from([0x00]), 'col0'));
+    const all = await r.scan(Buffer.alloc(0), null);
+    expect(all.rows.map((x) => Buffer.from(x.key).toString('hex'))).toEqual(
+      keys.map((k) => k.toString('hex')),
+    );
+    expect(all.rows[4]!.cells.map((c) => Buffer.from(c.column).toString('hex'))).toEqual([
+      '00',
+      '63',
+    ]);
+    expect(Buffer.from(all.rows[4]!.cells[1]!.value).toString()).toBe('mem');
+
+    const bounded = await r.scan(Buffer.from([0x00, 0x00]), Buffer.from([0xff, 0x00]));
+    expect(bounded.rows.map((x) => Buffer.from(x.key).toString('hex'))).toEqual([
+      '0000',
+      '00ff',
+      '01',
+      '61',
+      '6100',
+      'ff',
+    ]);
+    const page1 = await r.scan(Buffer.from([0x00]), null, { limit: 4 });
+    expect(page1.rows).toHaveLength(4);
+    expect(Buffer.from(page1.resumeKey!).toString('hex')).toBe('61');
+    const page2 = await r.scan(page1.resumeKey!, null, { limit: 4 });
+    expect(page2.rows.map((x) => Buffer.from(x.key).toString('hex'))).toEqual([
+      '61',
+      '6100',
+      'ff',
+      'ff00',
+    ]);
+    const page3 = await r.scan(page2.resumeKey!, null, { limit: 4 });
+    expect(page3.rows.map((x) => Buffer.from(x.key).toString('hex'))).toEqual(['ffff']);
+    expect(page3.resumeKey).toBeNull();
+    await expect(r.scan(b(''), null, { limit: 0 })).rejects.toMatchObject({
+      code: 'invalid-argument',
+    });
+  });
+
+  it('ranges sharing one LevelDB do not see each other', async () => {
+    const node = await openNode(await freshDir());
+    seq = 0;
+    await node.range(1).apply(next(), put('k', 'c', 'one'));
+    await node.range(2).apply(next(), put('k', 'c', 'two'));
+    await node.flushAll();
+    expect((await node.range(1).scan(b(''), null)).rows).toHaveLength(1);
+    expect(await node.range(2).get(b('k'), b('c'))).toMatchObject({ value: b('two') });
+  });
+});
+
+describe('RangeStore flush, checkpoints and recovery', () => {
+  it('flush records checkpoint LSN and checksum atomically with the data and survives reopen', async () => {
+    const dir = await freshDir();
+    const reported: Array<[number, Lsn]> = [];
+    let node = await openNode(dir, { onCheckpoint: (id, l) => reported.push([id, l]) });
+    let r = node.range(5);
+    seq = 0;
+    for (let i = 0; i < 50; i++) await r.apply(next(), put(`k${i}`, 'c', `v${i}`));
+    expect(r.checkpointLsn).toEqual(lsn(0, 0));
+    expect(await r.flush()).toEqual(lsn(1, 50));
+    expect(reported).toEqual([[5, lsn(1, 50)]]);
+    const digest = r.digest();
+    await r.apply(next(), put('k0', 'c', 'unflushed')); // only in the commit log's care
+    await node.close();
+    open.splice(open.indexOf(node), 1);
+
+    node = await openNode(dir);
+    expect(node.persistedRangeIds()).toEqual([5]);
+    expect(node.checkpointLsn(5)).toEqual(lsn(1, 50));
+    r = node.range(5);
+    expect(r.lastAppliedLsn).toEqual(lsn(1, 50));
+    expect(r.digest()).toEqual(digest);
+    expect(await r.get(b('k0'), b('c'))).toEqual({ found: true, value: b('v0'), version: 1 });
+    expect((await r.scan(b(''), null)).rows).toHaveLength(50);
+  });
+
+  it('replaying records at or below lastAppliedLsn is a no-op (crash replay)', async () => {
+    const dir = await freshDir();
+    let node = await openNode(dir);
+    let r = node.range(1);
+    const records: Array<[Lsn, RowMutation]> = [
+      [lsn(1, 1), put('a', 'c', '1')],
+      [lsn(1, 2), put('a', 'c', '2', 1)],
+      [lsn(2, 3), put('b', 'c', '3')],
+      [lsn(2, 4), put('a', 'c', null)],
+    ];
+    for (const [l, m] of records.slice(0, 3)) await r.apply(l, m);
+    await r.flush();
+    await node.close();
+    open.splice(open.indexOf(node), 1);
+    node = await openNode(dir);
+    r = node.range(1);
+    // Recovery replays the whole log; the first three are below the checkpoint.
+    const results = [];
+    for (const [l, m] of records) results.push(await r.apply(l, m));
+    expect(results.slice(0, 3)).toEqual(Array(3).fill({ ok: false, reason: 'already-applied' }));
+    expect(results[3]).toEqual({ ok: true, previousVersions: [2], versions: [0] });
+    const d = r.digest();
+    for (const [l, m] of records)
+      expect(await r.apply(l, m)).toMatchObject({ reason: 'already-applied' });
+    expect(r.digest()).toEqual(d);
+  });
+
+  it('checksum is equal across different flush patterns and differs when one cell differs', async () => {
+    const node = await openNode(await freshDir());
+    const ops: Array<[Lsn, RowMutation]> = [];
+    for (let i = 1; i <= 200; i++) {
+      const k = `k${i % 37}`;
+      const m =
+        i % 11 === 0
+          ? put(k, `c${i % 3}`, null)
+          : i % 7 === 0
+            ? put(k, 'c0', `v${i}`, i - 7)
+            : put(k, `c${i % 3}`, `v${i}`);
+      ops.push([lsn(1, i), m]);
+    }
+    const stores: RangeStore[] = [node.range(1), node.range(2), node.range(3)];
+    for (const [i, [l, m]] of ops.entries()) {
+      await stores[0]!.apply(l, m);
+      await stores[1]!.apply(l, m);
+      if (i % 13 === 0) await stores[1]!.flush();
+      await stores[2]!.apply(l, m);
+      if (i % 50 === 49) await stores[2]!.flush();
+    }
+    const [d0, d1, d2] = stores.map((s) => s.digest());
+    expect(d1).toEqual(d0);
+    expect(d2).toEqual(d0);
+    expect(d0!.checksum).not.toBe(0n);
+    // Same records except one value: different checksum.
+    const odd = node.range(4);
+    for (const [i, [l, m]] of ops.entries()) {
+      await odd.apply(
+        l,
+        i === 150 ? { ...m, writes: m.writes.map((w) => ({ ...w, value: w.value && b('X') })) } : m,
+      );
+    }
+    expect(odd.digest().lsn).toEqual(d0!.lsn);
+    expect(odd.digest().checksum).not.toBe(d0!.checksum);
+  });
+
+  it('flush runs when the memtable is over its limit and applies and reads go on meanwhile', async () => {
+    const reported: Lsn[] = [];
+    const node = await openNode(await freshDir(), {
+      memtableSizeBytesMax: 64 * 1024,
+      onCheckpoint: (_id, l) => reported.push(l),
+    });
+    const r = node.range(1);
+    seq = 0;
+    let sawFlushing = false;
+    for (let i = 0; i < 600; i++) {
+      await r.apply(next(), put(`k${i % 200}`, 'c', 'x'.repeat(500)));
+      if (r.isFlushing) {
+        sawFlushing = true;
+        expect((await r.get(b(`k${i % 200}`), b('c'))).found).toBe(true);
+      }
+      expect(r.memtableBytes).toBeLessThan(3 * 64 * 1024 + 10_000);
+    }
+    await r.flush();
+    expect(sawFlushing).toBe(true);
+    expect(reported.length).toBeGreaterThan(2);
+    for (let i = 1; i < reported.length; i++)
+      expect(reported[i]!.seq).toBeGreaterThan(reported[i - 1]!.seq);
+    expect((await r.scan(b(''), null)).rows).toHaveLength(200);
+  });
+});

@@ -1,0 +1,599 @@
+// RangeStore: the storage of one key range on one node (DESIGN.md §1, §2; S§4.2).
+//
+// Owns the range's active memtable, at most one frozen memtable being flushed, the range's
+// generation in the node's TableStore, `lastAppliedLsn`, and the range checksum.
+//
+// Invariants:
+// - Mutations are applied one at a time, in LSN order; a record at or below lastAppliedLsn is
+//   ignored (replay after a crash is idempotent). Everything an apply changes (memtable,
+//   lastAppliedLsn, checksum) changes synchronously after its last await, so a view captured at
+//   any instant is the state at exactly one LSN.
+// - A column's version is the seq of the record that last wrote it; absent = 0 (core/mutation.ts).
+// - checksum = sum over live cells of cellHash (FORMAT.md), kept incrementally.
+// - Import, drop and the start of a flush never overlap: they run in the serial queue or
+//   synchronously, and import/drop wait for a running flush.
+//
+// Durability contract: nothing here is durable until a flush: one atomic batch writes the frozen
+// memtable and the range's meta record (checkpoint LSN + checksum), then TableStore.flushToTables
+// puts it in table files, and only then is `checkpointLsn` advanced and `onCheckpoint` called,
+// which lets the commit log GC behind it (TESTING.md B.5: LevelDB's WAL is not trusted). A failed
+// flush is fail-stop: the store refuses all further calls.
+
+import { assert } from '../core/assert.js';
+import { ClosedError, CorruptionError, InvalidArgumentError, SkvError } from '../core/errors.js';
+import type { RangeId } from '../core/ids.js';
+import { SCAN_ROWS_DEFAULT, SCAN_ROWS_MAX } from '../core/limits.js';
+import { compareLsn, type Lsn } from '../core/lsn.js';
+import type { ApplyResult, RowMutation } from '../core/mutation.js';
+import { cellHash, checksumAdd, checksumSub } from './checksum.js';
+import {
+  dataPrefix,
+  dataPrefixEnd,
+  encodeCellKey,
+  encodeDataValue,
+  encodeMeta,
+  encodeRowKeyPrefix,
+  encodeRowStart,
+  GENERATION_MAX,
+  metaKey,
+  type RangeMeta,
+  type SnapshotCell,
+} from './encoding.js';
+import { type MemCell, Memtable, type MemView } from './memtable.js';
+import { cellFromTable, type ReadView, viewCells, viewGet } from './read-view.js';
+import type { TableOp, TableStore } from './table-store.js';
+
+/** Pending calls in a range's serial queue (applies, imports, drops) at most. */
+export const APPLY_QUEUE_DEPTH_MAX = 10_000;
+/** A snapshot chunk carries at most this many cells... */
+export const SNAPSHOT_CHUNK_CELLS_MAX = 4096;
+/** ...and about this many bytes (one cell may exceed it). */
+export const SNAPSHOT_CHUNK_BYTES_MAX = 1024 * 1024;
+export const MEMTABLE_SIZE_BYTES_DEFAULT = 64 * 1024 * 1024;
+
+export interface Cell {
+  readonly column: Uint8Array;
+  readonly value: Uint8Array;
+  readonly version: number;
+}
+
+export interface Row {
+  readonly key: Uint8Array;
+  readonly cells: readonly Cell[];
+}
+
+export type GetResult =
+  | { readonly found: true; readonly value: Uint8Array; readonly version: number }
+  | { readonly found: false; readonly version: 0 };
+
+/** ApplyResult, or: the record is at or below lastAppliedLsn and was ignored (replay). */
+export type StoreApplyResult =
+  | ApplyResult
+  | { readonly ok: false; readonly reason: 'already-applied' };
+
+export interface ScanOptions {
+  /** Rows at most; default SCAN_ROWS_DEFAULT, at most SCAN_ROWS_MAX. */
+  readonly limit?: number;
+  /** Only these columns; rows with none of them are skipped. */
+  readonly columns?: readonly Uint8Array[];
+}
+
+export interface ScanResult {
+  readonly rows: Row[];
+  /** Set when the limit cut the scan: the next row key, to resume from. */
+  readonly resumeKey: Uint8Array | null;
+  /** The LSN the result is consistent at. */
+  readonly lsn: Lsn;
+}
+
+export interface Digest {
+  readonly lsn: Lsn;
+  readonly checksum: bigint;
+}
+
+/** A range's cells at one LSN, streamed in bounded chunks; close() if not read to the end. */
+export interface RangeSnapshot extends Digest {
+  readonly rangeId: RangeId;
+  chunks(): AsyncGenerator<SnapshotCell[]>;
+  close(): Promise<void>;
+}
+
+export interface SnapshotExportOptions {
+  /** At most SNAPSHOT_CHUNK_CELLS_MAX. */
+  readonly chunkCellsMax?: number;
+  /** At most SNAPSHOT_CHUNK_BYTES_MAX. */
+  readonly chunkBytesMax?: number;
+}
+
+export interface RangeStoreOptions {
+  readonly memtableSizeBytesMax?: number;
+  /** Called after each durable checkpoint, in LSN order: the log may GC behind `lsn`. */
+  readonly onCheckpoint?: (rangeId: RangeId, lsn: Lsn) => void;
+  /** Called once when a flush fails; the store is unusable afterwards (fail-stop). */
+  readonly onFatal?: (rangeId: RangeId, error: Error) => void;
+}
+
+function cellKeyOf(key: Uint8Array, column: Uint8Array): string {
+  return encodeCellKey(key, column).toString('latin1');
+}
+
+function hashOf(c: MemCell): bigint {
+  assert(c.value !== null, 'hash of a live cell');
+  return cellHash(c.key, c.column, c.value, c.version);
+}
+
+export class RangeStore {
+  private generation: number;
+  private active = new Memtable();
+  private frozen: MemView | null = null;
+  private lastApplied: Lsn;
+  private checksumNow: bigint;
+  private checkpoint: Lsn;
+  private serialTail: Promise<void> = Promise.resolve();
+  private serialDepth = 0;
+  private flushing: Promise<void> | null = null;
+  private exclusive = false;
+  private fatal: Error | null = null;
+  private closed = false;
+  private readonly memtableSizeBytesMax: number;
+
+  constructor(
+    readonly rangeId: RangeId,
+    private readonly tables: TableStore,
+    meta: RangeMeta,
+    private readonly options: RangeStoreOptions = {},
+  ) {
+    this.generation = meta.generation;
+    this.lastApplied = meta.checkpointLsn;
+    this.checkpoint = meta.checkpointLsn;
+    this.checksumNow = meta.checksum;
+    this.memtableSizeBytesMax = options.memtableSizeBytesMax ?? MEMTABLE_SIZE_BYTES_DEFAULT;
+    assert(this.memtableSizeBytesMax > 0, 'memtable limit');
+  }
+
+  get lastAppliedLsn(): Lsn {
+    return this.lastApplied;
+  }
+
+  /** The LSN whose state is in table files; recovery replays the log after it. */
+  get checkpointLsn(): Lsn {
+    return this.checkpoint;
+  }
+
+  /** Bytes held by the active and the frozen memtable. */
+  get memtableBytes(): number {
+    return this.active.sizeBytes + (this.frozen?.sizeBytes ?? 0);
+  }
+
+  get isFlushing(): boolean {
+    return this.flushing !== null;
+  }
+
+  digest(): Digest {
+    this.checkUsable();
+    return { lsn: this.lastApplied, checksum: this.checksumNow };
+  }
+
+  // ---- reads ----------------------------------------------------------------------------------
+
+  async get(key: Uint8Array, column: Uint8Array): Promise<GetResult> {
+    return this.withView(async (view) => {
+      const c = await viewGet(view, cellKeyOf(key, column));
+      return c === undefined || c.value === null
+        ? { found: false, version: 0 }
+        : { found: true, value: c.value, version: c.version };
+    });
+  }
+
+  /** The row's live cells (all of them, or only `columns`), atomically at one LSN. */
+  async readRow(key: Uint8Array, columns: readonly Uint8Array[] | 'all'): Promise<Cell[]> {
+    return this.withView(async (view) => {
+      const out: Cell[] = [];
+      if (columns === 'all') {
+        const start = encodeRowStart(key);
+        const end = Buffer.from(start);
+        end[end.length - 1] = (end[end.length - 1] ?? 0) + 1;
+        for await (const { cell } of viewCells(
+          view,
+          start.toString('latin1'),
+          end.toString('latin1'),
+        )) {
+          out.push({ column: cell.column, value: cell.value!, version: cell.version });
+        }
+        return out;
+      }
+      const found = await Promise.all(columns.map((c) => viewGet(view, cellKeyOf(key, c))));
+      for (const c of found) {
+        if (c !== undefined && c.value !== null) {
+          out.push({ column: c.column, value: c.value, version: c.version });
+        }
+      }
+      return out;
+    });
+  }
+
+  /** Rows with start <= key < end (end null: to the end), in key order, at one LSN. */
+  async scan(
+    start: Uint8Array,
+    end: Uint8Array | null,
+    options: ScanOptions = {},
+  ): Promise<ScanResult> {
+    const limit = options.limit ?? SCAN_ROWS_DEFAULT;
+    if (!Number.isInteger(limit) || limit < 1 || limit > SCAN_ROWS_MAX) {
+      throw new InvalidArgumentError(`scan limit must be 1..${SCAN_ROWS_MAX}`);
+    }
+    const wanted =
+      options.columns === undefined
+        ? null
+        : new Set(options.columns.map((c) => Buffer.from(c).toString('latin1')));
+    return this.withView(async (view) => {
+      const rows: Row[] = [];
+      let rowKey: Buffer | null = null;
+      let cells: Cell[] = [];
+      const from = encodeRowKeyPrefix(start).toString('latin1');
+      const to = end === null ? null : encodeRowStart(end).toString('latin1');
+      for await (const { cell } of viewCells(view, from, to)) {
+        if (rowKey === null || !rowKey.equals(cell.key)) {
+          if (rowKey !== null && cells.length > 0) rows.push({ key: rowKey, cells });
+          if (rows.length === limit)
+            return { rows, resumeKey: Buffer.from(cell.key), lsn: view.lsn };
+          rowKey = Buffer.from(cell.key);
+          cells = [];
+        }
+        if (wanted === null || wanted.has(Buffer.from(cell.column).toString('latin1'))) {
+          cells.push({ column: cell.column, value: cell.value!, version: cell.version });
+        }
+      }
+      if (rowKey !== null && cells.length > 0) rows.push({ key: rowKey, cells });
+      return { rows, resumeKey: null, lsn: view.lsn };
+    });
+  }
+
+  private captureView(): ReadView {
+    const layers = [this.active.view()];
+    if (this.frozen !== null) layers.push(this.frozen);
+    return {
+      lsn: this.lastApplied,
+      checksum: this.checksumNow,
+      prefix: dataPrefix(this.rangeId, this.generation),
+      prefixEnd: dataPrefixEnd(this.rangeId, this.generation),
+      layers,
+      tables: this.tables,
+      snapshot: this.tables.snapshot(),
+    };
+  }
+
+  private async withView<T>(fn: (view: ReadView) => Promise<T>): Promise<T> {
+    this.checkUsable();
+    const view = this.captureView();
+    try {
+      return await fn(view);
+    } finally {
+      await view.snapshot.close();
+    }
+  }
+
+  // ---- writes ---------------------------------------------------------------------------------
+
+  /** Applies the record at `lsn` (S§5.1: conditions checked in LSN order, all or nothing). */
+  apply(lsn: Lsn, mutation: RowMutation): Promise<StoreApplyResult> {
+    return this.serial(() => this.applyNow(lsn, mutation));
+  }
+
+  private async applyNow(lsn: Lsn, m: RowMutation): Promise<StoreApplyResult> {
+    if (compareLsn(lsn, this.lastApplied) <= 0) return { ok: false, reason: 'already-applied' };
+    assert(lsn.seq > this.lastApplied.seq, 'seqs increase with LSNs (versions must increase)');
+    // Backpressure: the active memtable may outgrow its limit while a flush runs, but boundedly.
+    while (this.active.sizeBytes > 2 * this.memtableSizeBytesMax && this.flushing !== null) {
+      await this.flushing;
+    }
+    this.checkUsable();
+    const keys = m.writes.map((w) => cellKeyOf(m.key, w.column));
+    // Layers are consulted synchronously per key; the table read that may follow cannot be
+    // overtaken: applies are serialised and a flush only writes cells that a memtable shadows.
+    const olds = await Promise.all(keys.map((k) => this.readLatest(k)));
+    this.checkUsable();
+
+    // All conditions against the row as it was before this record (0 = absent).
+    for (let i = 0; i < m.writes.length; i++) {
+      const expected = m.writes[i]!.expectedVersion;
+      if (expected === undefined) continue;
+      const actual = olds[i]?.version ?? 0;
+      if (actual !== expected) {
+        this.lastApplied = lsn;
+        return { ok: false, reason: 'version-mismatch', writeIndex: i, actualVersion: actual };
+      }
+    }
+    // From here on synchronous: memtable, checksum and lastApplied move together.
+    const previousVersions: number[] = [];
+    const versions: number[] = [];
+    const current = new Map<string, MemCell | undefined>();
+    let sum = this.checksumNow;
+    const rowKey = Buffer.from(m.key);
+    for (let i = 0; i < m.writes.length; i++) {
+      const w = m.writes[i]!;
+      const k = keys[i]!;
+      if (!current.has(k)) current.set(k, olds[i]);
+      previousVersions.push(olds[i]?.version ?? 0);
+      const before = current.get(k);
+      if (before !== undefined) sum = checksumSub(sum, hashOf(before));
+      const cell: MemCell = {
+        key: rowKey,
+        column: Buffer.from(w.column),
+        value: w.value === null ? null : Buffer.from(w.value),
+        version: lsn.seq,
+      };
+      if (cell.value !== null) sum = checksumAdd(sum, hashOf(cell));
+      current.set(k, cell.value === null ? undefined : cell);
+      this.active.put(k, cell);
+      versions.push(cell.value === null ? 0 : lsn.seq);
+    }
+    this.checksumNow = sum;
+    this.lastApplied = lsn;
+    if (this.active.sizeBytes > this.memtableSizeBytesMax) this.startFlush();
+    return { ok: true, previousVersions, versions };
+  }
+
+  /** The newest live state of a cell (tombstones read as absent). */
+  private async readLatest(cellKey: string): Promise<MemCell | undefined> {
+    const mem = this.active.get(cellKey) ?? this.frozen?.get(cellKey);
+    if (mem !== undefined) return mem.value === null ? undefined : mem;
+    const ck = Buffer.from(cellKey, 'latin1');
+    const v = await this.tables.get(Buffer.concat([dataPrefix(this.rangeId, this.generation), ck]));
+    return v === undefined ? undefined : cellFromTable(ck, v);
+  }
+
+  // ---- flush ----------------------------------------------------------------------------------
+
+  /**
+   * Flushes everything applied so far and resolves with the new checkpoint LSN once it is in
+   * table files. Applies and reads go on meanwhile.
+   */
+  async flush(): Promise<Lsn> {
+    this.checkUsable();
+    const target = this.lastApplied;
+    for (;;) {
+      this.checkUsable();
+      if (compareLsn(this.checkpoint, target) >= 0) break;
+      if (this.flushing !== null) {
+        await this.flushing;
+        continue;
+      }
+      if (this.exclusive) {
+        await this.serial(async () => undefined);
+        continue;
+      }
+      this.startFlush();
+      // Nothing left to flush: an import replaced the state with an older checkpoint.
+      if (this.flushing === null) break;
+    }
+    return this.checkpoint;
+  }
+
+  private startFlush(): void {
+    if (this.flushing !== null || this.exclusive || this.fatal !== null || this.closed) return;
+    if (this.active.count === 0 && compareLsn(this.checkpoint, this.lastApplied) === 0) return;
+    const frozen = this.active.view();
+    this.active = new Memtable();
+    this.frozen = frozen;
+    const lsn = this.lastApplied;
+    const checksum = this.checksumNow;
+    const generation = this.generation;
+    this.flushing = this.writeFrozen(frozen, { generation, checkpointLsn: lsn, checksum })
+      .then(() => {
+        this.frozen = null;
+        this.checkpoint = lsn;
+        this.options.onCheckpoint?.(this.rangeId, lsn);
+      })
+      .catch((e: unknown) => this.fail(e))
+      .finally(() => {
+        this.flushing = null;
+        if (this.active.sizeBytes > this.memtableSizeBytesMax) this.startFlush();
+      });
+  }
+
+  private async writeFrozen(frozen: MemView, meta: RangeMeta): Promise<void> {
+    const prefix = dataPrefix(this.rangeId, meta.generation);
+    const ops: TableOp[] = [];
+    for (const [k, cell] of frozen.entries('', null)) {
+      const key = Buffer.concat([prefix, Buffer.from(k, 'latin1')]);
+      ops.push(
+        cell.value === null
+          ? { type: 'del', key }
+          : { type: 'put', key, value: encodeDataValue(cell.version, cell.value) },
+      );
+    }
+    ops.push({ type: 'put', key: metaKey(this.rangeId), value: encodeMeta(meta) });
+    await this.tables.write(ops);
+    await this.tables.flushToTables();
+  }
+
+  // ---- snapshots ------------------------------------------------------------------------------
+
+  /** The range's cells at one LSN, in bounded chunks (DESIGN.md §5 rule 5). */
+  exportSnapshot(options: SnapshotExportOptions = {}): RangeSnapshot {
+    this.checkUsable();
+    const cellsMax = Math.min(
+      options.chunkCellsMax ?? SNAPSHOT_CHUNK_CELLS_MAX,
+      SNAPSHOT_CHUNK_CELLS_MAX,
+    );
+    const bytesMax = Math.min(
+      options.chunkBytesMax ?? SNAPSHOT_CHUNK_BYTES_MAX,
+      SNAPSHOT_CHUNK_BYTES_MAX,
+    );
+    assert(cellsMax > 0 && bytesMax > 0, 'snapshot chunk bounds');
+    const view = this.captureView();
+    let closed = false;
+    const close = async () => {
+      if (closed) return;
+      closed = true;
+      await view.snapshot.close();
+    };
+    async function* chunks(): AsyncGenerator<SnapshotCell[]> {
+      assert(!closed, 'snapshot chunks read after close');
+      try {
+        let chunk: SnapshotCell[] = [];
+        let bytes = 0;
+        for await (const { cell } of viewCells(view, '', null)) {
+          const value = cell.value!;
+          chunk.push({ key: cell.key, column: cell.column, value, version: cell.version });
+          bytes += cell.key.length + cell.column.length + value.length + 20;
+          if (chunk.length >= cellsMax || bytes >= bytesMax) {
+            yield chunk;
+            chunk = [];
+            bytes = 0;
+          }
+        }
+        if (chunk.length > 0) yield chunk;
+      } finally {
+        await close();
+      }
+    }
+    return { rangeId: this.rangeId, lsn: view.lsn, checksum: view.checksum, chunks, close };
+  }
+
+  /**
+   * Replaces the range's contents with the snapshot's cells at `lsn`, atomically: the cells go
+   * to a fresh generation, then one meta write switches to it. If `checksum` is given and the
+   * cells do not sum to it, nothing changes and a CorruptionError is thrown.
+   */
+  importSnapshot(
+    chunks: AsyncIterable<readonly SnapshotCell[]>,
+    lsn: Lsn,
+    checksum?: bigint,
+  ): Promise<void> {
+    return this.serial(() => this.exclusively(() => this.importNow(chunks, lsn, checksum)));
+  }
+
+  private async importNow(
+    chunks: AsyncIterable<readonly SnapshotCell[]>,
+    lsn: Lsn,
+    expected: bigint | undefined,
+  ): Promise<void> {
+    const next = this.generation + 1;
+    assert(next <= GENERATION_MAX, 'range generation overflow');
+    const prefix = dataPrefix(this.rangeId, next);
+    const prefixEnd = dataPrefixEnd(this.rangeId, next);
+    await this.tables.clear(prefix, prefixEnd);
+    let sum = 0n;
+    let last: Buffer | null = null;
+    let metaWritten = false;
+    try {
+      for await (const chunk of chunks) {
+        if (chunk.length > SNAPSHOT_CHUNK_CELLS_MAX) {
+          throw new InvalidArgumentError(`snapshot chunk over ${SNAPSHOT_CHUNK_CELLS_MAX} cells`);
+        }
+        const ops: TableOp[] = [];
+        for (const c of chunk) {
+          if (c.version <= 0 || c.version > lsn.seq) {
+            throw new CorruptionError(`snapshot cell version ${c.version} outside 1..${lsn.seq}`);
+          }
+          const ck = encodeCellKey(c.key, c.column);
+          if (last !== null && Buffer.compare(last, ck) >= 0) {
+            throw new CorruptionError('snapshot cells out of order');
+          }
+          last = ck;
+          sum = checksumAdd(sum, cellHash(c.key, c.column, c.value, c.version));
+          ops.push({
+            type: 'put',
+            key: Buffer.concat([prefix, ck]),
+            value: encodeDataValue(c.version, c.value),
+          });
+        }
+        await this.tables.write(ops);
+      }
+      if (expected !== undefined && sum !== expected) {
+        throw new CorruptionError(`snapshot checksum ${sum} != expected ${expected}`);
+      }
+      metaWritten = true;
+      await this.tables.write([
+        {
+          type: 'put',
+          key: metaKey(this.rangeId),
+          value: encodeMeta({ generation: next, checkpointLsn: lsn, checksum: sum }),
+        },
+      ]);
+      await this.tables.flushToTables();
+    } catch (e) {
+      if (metaWritten) this.fail(e);
+      else await this.tables.clear(prefix, prefixEnd);
+      throw e;
+    }
+    const old = this.generation;
+    // Switch synchronously: readers capture either the old generation with its memtables or the
+    // new one with empty memtables.
+    this.generation = next;
+    this.active = new Memtable();
+    this.frozen = null;
+    this.lastApplied = lsn;
+    this.checkpoint = lsn;
+    this.checksumNow = sum;
+    this.options.onCheckpoint?.(this.rangeId, lsn);
+    // Readers of the old generation hold table snapshots, so deleting under them is safe.
+    await this.tables.clear(dataPrefix(this.rangeId, old), dataPrefixEnd(this.rangeId, old));
+  }
+
+  /** Deletes the range's data and meta record; the store is closed afterwards. */
+  drop(): Promise<void> {
+    return this.serial(() =>
+      this.exclusively(async () => {
+        await this.tables.write([{ type: 'del', key: metaKey(this.rangeId) }]);
+        await this.tables.flushToTables();
+        this.closed = true;
+        const g = this.generation;
+        await this.tables.clear(dataPrefix(this.rangeId, g), dataPrefixEnd(this.rangeId, g));
+      }),
+    );
+  }
+
+  /** Waits for queued work and a running flush; unflushed state stays in the commit log. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.serialTail;
+    while (this.flushing !== null) await this.flushing;
+    this.closed = true;
+  }
+
+  // ---- plumbing -------------------------------------------------------------------------------
+
+  private async exclusively<T>(fn: () => Promise<T>): Promise<T> {
+    this.exclusive = true;
+    try {
+      while (this.flushing !== null) await this.flushing;
+      this.checkUsable();
+      return await fn();
+    } finally {
+      this.exclusive = false;
+    }
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    this.checkUsable();
+    if (this.serialDepth >= APPLY_QUEUE_DEPTH_MAX) {
+      return Promise.reject(new SkvError('overloaded', `range ${this.rangeId}: apply queue full`));
+    }
+    this.serialDepth++;
+    const run = this.serialTail.then(() => fn());
+    const done = () => {
+      this.serialDepth--;
+    };
+    // The tail never rejects: a failed call fails its own caller only.
+    this.serialTail = run.then(done, done);
+    return run;
+  }
+
+  private fail(e: unknown): void {
+    if (this.fatal !== null) return;
+    this.fatal = e instanceof Error ? e : new Error(String(e));
+    this.options.onFatal?.(this.rangeId, this.fatal);
+  }
+
+  private checkUsable(): void {
+    if (this.fatal !== null) {
+      throw new SkvError('io-error', `range ${this.rangeId} failed: ${this.fatal.message}`, {
+        cause: this.fatal,
+      });
+    }
+    if (this.closed) throw new ClosedError(`range ${this.rangeId} store`);
+  }
+}

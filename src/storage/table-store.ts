@@ -1,0 +1,36 @@
+// The SSTable port: what the storage engine needs from an ordered, durable key-value store
+// (LevelDB via classic-level in production; storage/level/ is its only adapter).
+//
+// Contract: `write` applies one batch atomically; `flushToTables` returns only once every batch
+// whose `write` resolved before the call is in table files (not only in the store's own WAL,
+// which classic-level's LevelDB silently drops on damage: TESTING.md B.5), and throws if that
+// could not be done. A snapshot is taken synchronously and pins the store's state at that
+// instant for gets and iterators that name it.
+
+export type TableOp =
+  | { readonly type: 'put'; readonly key: Buffer; readonly value: Buffer }
+  | { readonly type: 'del'; readonly key: Buffer };
+
+export interface TableSnapshot {
+  close(): Promise<void>;
+}
+
+export interface TableIterateOptions {
+  readonly gte: Buffer;
+  readonly lt: Buffer;
+  readonly snapshot?: TableSnapshot;
+  /** Entries per yielded batch (bounded by the adapter). */
+  readonly batchEntries?: number;
+}
+
+export interface TableStore {
+  get(key: Buffer, snapshot?: TableSnapshot): Promise<Buffer | undefined>;
+  snapshot(): TableSnapshot;
+  /** Entries with gte <= key < lt, in key order, in bounded batches. */
+  iterate(options: TableIterateOptions): AsyncGenerator<Array<[Buffer, Buffer]>>;
+  write(ops: readonly TableOp[]): Promise<void>;
+  /** Deletes every key in [gte, lt). Not atomic. */
+  clear(gte: Buffer, lt: Buffer): Promise<void>;
+  flushToTables(): Promise<void>;
+  close(): Promise<void>;
+}
