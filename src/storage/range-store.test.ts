@@ -228,6 +228,31 @@ describe('RangeStore reads and writes', () => {
     });
   });
 
+  it('while a flush runs, the active memtable shadows the frozen one in get, readRow and scan', async () => {
+    const node = await openNode(await freshDir());
+    const r = node.range(1);
+    seq = 0;
+    await r.apply(next(), put('k', 'c', 'frozen'));
+    await r.apply(next(), put('k', 'd', 'frozen-only'));
+    const flushing = r.flush();
+    expect(r.isFlushing).toBe(true);
+    await r.apply(next(), put('k', 'c', 'active'));
+    await r.apply(next(), put('k', 'd', null));
+    expect(r.isFlushing).toBe(true);
+    const [got, cells, scanned] = await Promise.all([
+      r.get(b('k'), b('c')),
+      r.readRow(b('k'), 'all'),
+      r.scan(b(''), null),
+    ]);
+    expect(got).toEqual({ found: true, value: b('active'), version: 3 });
+    expect(cells.map((c) => `${c.column}=${c.value}`)).toEqual(['c=active']);
+    expect(text(scanned.rows)).toEqual([`${b('k').toString('hex')}:c=active@3`]);
+    await flushing;
+    expect(text((await r.scan(b(''), null)).rows)).toEqual([
+      `${b('k').toString('hex')}:c=active@3`,
+    ]);
+  });
+
   it('ranges sharing one LevelDB do not see each other', async () => {
     const node = await openNode(await freshDir());
     seq = 0;
