@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { type Lsn, lsn } from '../core/lsn.js';
 import type { ApplyResult, ColumnWrite, RowMutation } from '../core/mutation.js';
 import { cellHash, checksumAdd } from './checksum.js';
-import { encodeCellKey } from './encoding.js';
+import { encodeCellKey, type SnapshotCell } from './encoding.js';
 import { NodeStorage } from './node-storage.js';
 import type { RangeStore } from './range-store.js';
 
@@ -216,7 +216,7 @@ describe('RangeStore against an in-memory model', () => {
               }
               case 'snapshot-roundtrip': {
                 const snap = r.exportSnapshot({ chunkCellsMax: 3 });
-                const chunks = [];
+                const chunks: SnapshotCell[][] = [];
                 for await (const c of snap.chunks()) chunks.push(c);
                 async function* replay() {
                   yield* chunks;
