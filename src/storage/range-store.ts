@@ -177,8 +177,18 @@ export class RangeStore {
   // ---- reads ----------------------------------------------------------------------------------
 
   async get(key: Uint8Array, column: Uint8Array): Promise<GetResult> {
+    this.checkUsable();
+    const cellKey = cellKeyOf(key, column);
+    // Memtable hit: no table snapshot needed. On a miss, withView captures its view in this
+    // same synchronous step, so the layers it sees are the ones just checked.
+    const mem = this.active.get(cellKey) ?? this.frozen?.get(cellKey);
+    if (mem !== undefined) {
+      return mem.value === null
+        ? { found: false, version: 0 }
+        : { found: true, value: mem.value, version: mem.version };
+    }
     return this.withView(async (view) => {
-      const c = await viewGet(view, cellKeyOf(key, column));
+      const c = await viewGet(view, cellKey);
       return c === undefined || c.value === null
         ? { found: false, version: 0 }
         : { found: true, value: c.value, version: c.version };
