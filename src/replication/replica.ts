@@ -1,0 +1,1076 @@
+// One replica of one cohort: the replication protocol of DESIGN.md §5 as a pure, synchronous
+// state machine (etcd-raft shape). Inputs go in through `step` (ticks are inputs too); outputs
+// come out as one `Ready` batch whose ordering contract is written in ./types.ts. No await, no
+// timers, no clock, no randomness, no I/O: the driver (src/server, or src/sim) does those.
+//
+// Owns: the in-memory log of the cohort after its snapshot base, the commit and apply points,
+// the leader's per-follower progress, pending client writes and strong reads, and this node's
+// part in elections.
+//
+// Invariants (asserted):
+// - log[i].lsn.seq === base.seq + 1 + i; epochs never decrease along the log;
+// - base.seq <= appliedSeq <= commitSeq <= lastSeq; commitSeq never decreases;
+// - an entry at or below commitSeq is never truncated or contradicted by a leader;
+// - at most one leader per epoch (a leader receiving a leader message of its own epoch asserts).
+//
+// Durability contract: the replica never assumes a write is durable until the driver says so with
+// `append-durable`; acks, candidacies and promoted voter status go out only in `afterDurable`.
+//
+// Safety argument, in short (PAPER-NOTES §4.4 plus the gaps of §4.6):
+// - Epoch = Raft term, LSN = (term, index), commit = "majority durable and an entry of the
+//   leader's epoch (its barrier) committed" (Raft §5.4.2; closes PAPER-NOTES §4.6-2).
+// - A candidacy is a vote: before publishing its last LSN a node durably raises fenceEpoch to
+//   round + 1, so it accepts nothing more from any leader of an epoch <= round and its published
+//   LSN stays true. The winner bumps the epoch from the round's version in one ZooKeeper multi
+//   that also creates the leader znode and checks the counted candidates' incarnations; any two
+//   counted candidates intersect every 2-of-3 ack quorum, so the winner's log (max last LSN)
+//   holds every committed entry (Raft's Leader Completeness argument).
+// - Log matching: every propose carries prevLsn; a follower accepts only on a match.
+// - A node that lost its disk (PML §5.1) lost its promises too: it rejoins as a non-voter (its
+//   acks and heartbeat acks do not count, it publishes no candidacy) and bumps its incarnation so
+//   a lingering candidacy of its previous life can no longer be claimed on; it becomes a voter
+//   only after seeing an entry proposed after its rebuild began commit (which needed a voter
+//   majority without it, so that leader was legitimate then), and then fences that epoch.
+
+import { assert, unreachable } from '../core/assert.js';
+import type { NodeId } from '../core/ids.js';
+import { type Lsn, lsnEquals, ZERO_LSN } from '../core/lsn.js';
+import { decideElection } from './election.js';
+import {
+  type AckMessage,
+  type Candidate,
+  type ClientReply,
+  type CommittedEntry,
+  type CoordinatorOp,
+  DEFAULT_LIMITS,
+  DEFAULT_TIMING,
+  type Entry,
+  type HardState,
+  type HeartbeatAckMessage,
+  type HeartbeatMessage,
+  type Input,
+  type LeaderInfo,
+  type Message,
+  type NackMessage,
+  type ProposeMessage,
+  type Ready,
+  type ReplicaConfig,
+  type ReplicaLimits,
+  type ReplicaTiming,
+  type RestoredState,
+  type SnapshotMessage,
+  type UnsafeSwitches,
+} from './types.js';
+
+export type Role = 'follower' | 'candidate' | 'leader';
+
+interface Progress {
+  /** Next seq to send. */
+  nextSeq: number;
+  /** Highest seq known durable on the follower and equal to our log. */
+  matchSeq: number;
+  /** The follower said it is a voter (PML §5.1). */
+  voter: boolean;
+  lastAckTick: number;
+  lastSendTick: number;
+  /** A snapshot was requested for it and not acked yet. */
+  snapshotPending: boolean;
+}
+
+interface PendingRead {
+  readonly requestId: number;
+  /** The leader's commit seq when the read arrived (read-index). */
+  readonly readSeq: number;
+  /** Confirmation round it rides on (0: not yet assigned). */
+  round: number;
+  confirmed: boolean;
+  readonly startTick: number;
+}
+
+export interface ReplicaStatus {
+  readonly self: NodeId;
+  readonly role: Role;
+  readonly voter: boolean;
+  readonly currentEpoch: number;
+  readonly fenceEpoch: number;
+  readonly leaderHint: NodeId | null;
+  readonly baseLsn: Lsn;
+  readonly lastLsn: Lsn;
+  readonly durableSeq: number;
+  readonly commitSeq: number;
+  readonly appliedSeq: number;
+  /** Leader only: seq of its barrier (0 when none). */
+  readonly barrierSeq: number;
+  /** Leader whose barrier is committed (it accepts client writes and strong reads). */
+  readonly serving: boolean;
+}
+
+interface Outbox {
+  hardState: HardState | null;
+  installSnapshot: { lsn: Lsn; data: Uint8Array } | null;
+  truncateAfterSeq: number | null;
+  entries: Entry[];
+  commitLsn: Lsn | null;
+  committed: CommittedEntry[];
+  messages: Message[];
+  replies: ClientReply[];
+  coordinator: CoordinatorOp[];
+  snapshotsToSend: { to: NodeId; lsn: Lsn; epoch: number }[];
+  afterMessages: Message[];
+  afterCoordinator: CoordinatorOp[];
+  wrote: boolean;
+}
+
+function emptyOutbox(): Outbox {
+  return {
+    hardState: null,
+    installSnapshot: null,
+    truncateAfterSeq: null,
+    entries: [],
+    commitLsn: null,
+    committed: [],
+    messages: [],
+    replies: [],
+    coordinator: [],
+    snapshotsToSend: [],
+    afterMessages: [],
+    afterCoordinator: [],
+    wrote: false,
+  };
+}
+
+const EMPTY_PAYLOAD = new Uint8Array(0);
+
+export class Replica {
+  readonly self: NodeId;
+  private readonly peers: readonly NodeId[];
+  private readonly members: readonly NodeId[];
+  private readonly limits: ReplicaLimits;
+  private readonly timing: ReplicaTiming;
+  private readonly unsafe: UnsafeSwitches;
+
+  // --- persistent state (mirrored from the disk) ---
+  private hard: HardState;
+  private base: Lsn;
+  private log: Entry[];
+
+  // --- volatile state ---
+  private role: Role = 'follower';
+  private currentEpoch: number;
+  private leaderHint: NodeId | null = null;
+  private commitSeq: number;
+  private appliedSeq: number;
+  private durableSeq: number;
+  /** Highest seq known to equal the current epoch's leader log (follower side). */
+  private verifiedSeq: number;
+  private ticks = 0;
+
+  // --- leader state ---
+  private progress = new Map<NodeId, Progress>();
+  private barrierSeq = 0;
+  private pendingWrites = new Map<number, number>(); // seq -> requestId
+  private pendingReads: PendingRead[] = [];
+  private readRound = 0;
+  private lastHeartbeatTick = 0;
+
+  // --- coordinator view ---
+  private sessionUp = false;
+  /** undefined: not known yet (no election decision may be based on it). */
+  private leaderZnode: LeaderInfo | null | undefined = undefined;
+  private epochZnode: { epoch: number; version: number } | undefined = undefined;
+  private candidacyRound: number | null = null;
+  private claimInFlight = false;
+  private lastClaimSignature: string | null = null;
+
+  // --- non-voter rebuild (PML §5.1) ---
+  private promoteTarget: { epoch: number; seq: number } | null = null;
+
+  private out: Outbox = emptyOutbox();
+  private readyTaken = false;
+
+  constructor(config: ReplicaConfig, restored: RestoredState) {
+    assert(config.members.length === 3, 'a cohort has 3 members');
+    assert(config.members.includes(config.self), 'self is a cohort member');
+    assert(new Set(config.members).size === 3, 'cohort members are distinct');
+    this.self = config.self;
+    this.members = [...config.members];
+    this.peers = config.members.filter((m) => m !== config.self);
+    this.limits = { ...DEFAULT_LIMITS, ...config.limits };
+    this.timing = { ...DEFAULT_TIMING, ...config.timing };
+    this.unsafe = config.unsafe ?? {};
+    this.hard = { ...restored.hardState };
+    this.base = restored.baseLsn;
+    this.log = [...restored.entries];
+    this.log.forEach((e, i) => {
+      assert(e.lsn.seq === this.base.seq + 1 + i, 'restored log is contiguous');
+      const prev = i === 0 ? this.base : this.log[i - 1]!.lsn;
+      assert(e.lsn.epoch >= prev.epoch, 'restored log epochs never decrease');
+    });
+    const last = this.lastLsn();
+    // S§6.1 local recovery: entries up to the commit hint are replayed (emitted as committed by
+    // the first Ready); the applied state restored by the driver is the snapshot base.
+    this.commitSeq = Math.max(this.base.seq, Math.min(restored.commitSeq, last.seq));
+    this.appliedSeq = this.base.seq;
+    this.durableSeq = last.seq;
+    this.verifiedSeq = this.commitSeq;
+    this.currentEpoch = Math.max(last.epoch, this.base.epoch);
+  }
+
+  // ===========================================================================================
+  // Public surface
+
+  status(): ReplicaStatus {
+    return {
+      self: this.self,
+      role: this.role,
+      voter: this.hard.voter,
+      currentEpoch: this.currentEpoch,
+      fenceEpoch: this.hard.fenceEpoch,
+      leaderHint: this.role === 'leader' ? this.self : this.leaderHint,
+      baseLsn: this.base,
+      lastLsn: this.lastLsn(),
+      durableSeq: this.durableSeq,
+      commitSeq: this.commitSeq,
+      appliedSeq: this.appliedSeq,
+      barrierSeq: this.barrierSeq,
+      serving: this.role === 'leader' && this.barrierCommitted(),
+    };
+  }
+
+  /** LSN of the entry at `seq`, when the log still holds it (or it is the base). */
+  lsnAt(seq: number): Lsn | null {
+    if (seq === 0) return ZERO_LSN;
+    if (seq === this.base.seq) return this.base;
+    if (seq < this.base.seq) return null;
+    const e = this.log[seq - this.base.seq - 1];
+    return e === undefined ? null : e.lsn;
+  }
+
+  /** The entry at `seq` if it is in the in-memory log. */
+  entryAt(seq: number): Entry | null {
+    if (seq <= this.base.seq) return null;
+    return this.log[seq - this.base.seq - 1] ?? null;
+  }
+
+  lastLsn(): Lsn {
+    const last = this.log[this.log.length - 1];
+    return last === undefined ? this.base : last.lsn;
+  }
+
+  step(input: Input): void {
+    switch (input.type) {
+      case 'tick':
+        this.onTick();
+        break;
+      case 'client-write':
+        this.onClientWrite(input.requestId, input.payload);
+        break;
+      case 'client-read':
+        this.onClientRead(input.requestId);
+        break;
+      case 'message':
+        this.onMessage(input.message);
+        break;
+      case 'append-durable':
+        this.onAppendDurable(input.lsn);
+        break;
+      case 'log-compacted':
+        this.onLogCompacted(input.lsn);
+        break;
+      case 'session':
+        this.onSession(input.state);
+        break;
+      case 'leader-znode':
+        this.onLeaderZnode(input.leader);
+        break;
+      case 'epoch-znode':
+        this.epochZnode = { epoch: input.epoch, version: input.version };
+        if (this.candidacyRound !== null && this.candidacyRound < input.epoch) {
+          // That round is over: its winner claimed an epoch. Our fence stays. If our own claim
+          // is in flight it may be the one that moved the epoch: only its result can tell us
+          // (a leader znode naming us could be a previous life's claim), so wait for it.
+          const maybeOurs = this.claimInFlight && input.epoch === this.candidacyRound + 1;
+          if (!maybeOurs) this.leaveCandidacy();
+        }
+        this.maybeStandForElection();
+        break;
+      case 'candidates':
+        this.onCandidates(input.round, input.candidates);
+        break;
+      case 'claim-result':
+        this.onClaimResult(input.round, input.epoch, input.ok);
+        break;
+      default:
+        unreachable(input, 'input');
+    }
+  }
+
+  hasReady(): boolean {
+    const o = this.out;
+    return (
+      o.wrote ||
+      o.hardState !== null ||
+      o.committed.length > 0 ||
+      o.messages.length > 0 ||
+      o.replies.length > 0 ||
+      o.coordinator.length > 0 ||
+      o.snapshotsToSend.length > 0 ||
+      o.afterMessages.length > 0 ||
+      o.afterCoordinator.length > 0 ||
+      o.commitLsn !== null ||
+      this.appliedSeq < this.commitSeq
+    );
+  }
+
+  /** The outputs accumulated since the last `advance`. Call `advance` once they are handled. */
+  ready(): Ready {
+    assert(!this.readyTaken, 'ready() called twice without advance()');
+    this.emitCommitted();
+    this.serveConfirmedReads();
+    const o = this.out;
+    this.readyTaken = true;
+    const mustSync =
+      o.hardState !== null ||
+      o.installSnapshot !== null ||
+      o.truncateAfterSeq !== null ||
+      o.entries.length > 0;
+    return {
+      hardState: o.hardState,
+      installSnapshot: o.installSnapshot,
+      truncateAfterSeq: o.truncateAfterSeq,
+      entries: o.entries,
+      mustSync,
+      commitLsn: o.commitLsn,
+      committed: o.committed,
+      messages: o.messages,
+      replies: o.replies,
+      coordinator: o.coordinator,
+      snapshotsToSend: o.snapshotsToSend,
+      afterDurable: { messages: o.afterMessages, coordinator: o.afterCoordinator },
+      lastLsn: this.lastLsn(),
+    };
+  }
+
+  advance(): void {
+    assert(this.readyTaken, 'advance() without ready()');
+    this.readyTaken = false;
+    this.out = emptyOutbox();
+  }
+
+  // ===========================================================================================
+  // Client requests
+
+  private onClientWrite(requestId: number, payload: Uint8Array): void {
+    if (this.role !== 'leader') {
+      this.out.replies.push({ type: 'not-leader', requestId, leaderHint: this.leaderHint });
+      return;
+    }
+    // DESIGN.md §5 rule 4: no client write before the barrier is committed.
+    if (!this.barrierCommitted()) {
+      this.out.replies.push({ type: 'unavailable', requestId });
+      return;
+    }
+    if (this.lastLsn().seq - this.commitSeq >= this.limits.uncommittedEntriesMax) {
+      this.out.replies.push({ type: 'overloaded', requestId });
+      return;
+    }
+    const entry: Entry = {
+      lsn: { epoch: this.currentEpoch, seq: this.lastLsn().seq + 1 },
+      kind: 'data',
+      payload,
+    };
+    this.appendLocal(entry);
+    this.pendingWrites.set(entry.lsn.seq, requestId);
+    // S§5: propose to both followers in parallel with the local force.
+    for (const p of this.peers) this.sendAppend(p);
+  }
+
+  // Strong reads use READ-INDEX, not leases: no clock is trusted (SIGSTOP, skew), see DESIGN.md
+  // §5 rule 6. Why it is linearizable: the read records readSeq = commitSeq when it arrives;
+  // a heartbeat sent AFTER that is acked by a voter follower F still in our epoch (not fenced
+  // past it, not joined a newer one). A newer leader can only have committed anything once its
+  // barrier is durable on a majority — itself plus us or F. We have not joined it (we are still
+  // leader), and F had not at the time it acked (joining is sticky: the barrier is in F's durable
+  // log and a candidacy raises F's durable fence). So at the moment F acked, which is after the
+  // read arrived, no write newer than our commitSeq was committed anywhere; serving from an
+  // applied state >= readSeq returns a state that existed during the read. A leader serves no
+  // strong read before its own barrier is committed (its commitSeq might miss older commits).
+  private onClientRead(requestId: number): void {
+    if (this.unsafe.followerStrongReads === true) {
+      this.out.replies.push({ type: 'read-ready', requestId, seq: this.appliedSeq });
+      return;
+    }
+    if (this.role !== 'leader') {
+      this.out.replies.push({ type: 'not-leader', requestId, leaderHint: this.leaderHint });
+      return;
+    }
+    if (!this.barrierCommitted()) {
+      this.out.replies.push({ type: 'unavailable', requestId });
+      return;
+    }
+    if (this.pendingReads.length >= this.limits.pendingReadsMax) {
+      this.out.replies.push({ type: 'overloaded', requestId });
+      return;
+    }
+    this.pendingReads.push({
+      requestId,
+      readSeq: this.commitSeq,
+      round: 0,
+      confirmed: false,
+      startTick: this.ticks,
+    });
+    this.maybeStartReadRound();
+  }
+
+  /** Batch every read without a round into one new confirmation round (one heartbeat each). */
+  private maybeStartReadRound(): void {
+    const unassigned = this.pendingReads.filter((r) => r.round === 0);
+    if (unassigned.length === 0) return;
+    const inFlight = this.pendingReads.some((r) => r.round !== 0 && !r.confirmed);
+    if (inFlight) return;
+    this.readRound += 1;
+    for (const r of unassigned) r.round = this.readRound;
+    this.broadcastHeartbeat();
+  }
+
+  private serveConfirmedReads(): void {
+    if (this.pendingReads.length === 0) return;
+    const keep: PendingRead[] = [];
+    for (const r of this.pendingReads) {
+      if (r.confirmed && this.appliedSeq >= r.readSeq) {
+        this.out.replies.push({ type: 'read-ready', requestId: r.requestId, seq: this.appliedSeq });
+      } else {
+        keep.push(r);
+      }
+    }
+    this.pendingReads = keep;
+  }
+
+  // ===========================================================================================
+  // Ticks
+
+  private onTick(): void {
+    this.ticks += 1;
+    if (this.role !== 'leader') return;
+    if (this.ticks - this.lastHeartbeatTick >= this.timing.heartbeatIntervalTicks) {
+      this.broadcastHeartbeat();
+    }
+    const last = this.lastLsn().seq;
+    for (const peer of this.peers) {
+      const p = this.progress.get(peer)!;
+      const behind = p.matchSeq < last || p.snapshotPending;
+      if (
+        behind &&
+        this.ticks - p.lastAckTick >= this.timing.retransmitTicks &&
+        this.ticks - p.lastSendTick >= this.timing.retransmitTicks
+      ) {
+        // Lost messages (a broken connection loses what was in flight): probe from the match.
+        p.nextSeq = p.matchSeq + 1;
+        p.snapshotPending = false;
+        this.sendAppend(peer);
+      }
+    }
+    const keep: PendingRead[] = [];
+    for (const r of this.pendingReads) {
+      if (this.ticks - r.startTick >= this.timing.readTimeoutTicks) {
+        this.out.replies.push({ type: 'unavailable', requestId: r.requestId });
+      } else {
+        keep.push(r);
+      }
+    }
+    this.pendingReads = keep;
+  }
+
+  private broadcastHeartbeat(): void {
+    this.lastHeartbeatTick = this.ticks;
+    const commitLsn = this.lsnAt(this.commitSeq);
+    assert(commitLsn !== null, 'leader holds its commit point');
+    for (const to of this.peers) {
+      const hb: HeartbeatMessage = {
+        type: 'heartbeat',
+        from: this.self,
+        to,
+        epoch: this.currentEpoch,
+        round: this.readRound,
+        commitSeq: this.commitSeq,
+        commitLsn,
+        leaderLastSeq: this.lastLsn().seq,
+      };
+      this.out.messages.push(hb);
+    }
+  }
+
+  // ===========================================================================================
+  // Messages
+
+  /** The lowest epoch this replica accepts a message from (rule 2 and the candidacy fence). */
+  private minEpoch(): number {
+    return Math.max(this.currentEpoch, this.hard.fenceEpoch);
+  }
+
+  private onMessage(m: Message): void {
+    assert(m.to === this.self, 'message delivered to its addressee');
+    if (!this.members.includes(m.from) || m.from === this.self) return;
+    switch (m.type) {
+      case 'propose':
+      case 'heartbeat':
+      case 'snapshot':
+        this.onLeaderMessage(m);
+        break;
+      case 'ack':
+      case 'nack':
+      case 'heartbeat-ack':
+        this.onFollowerMessage(m);
+        break;
+      default:
+        unreachable(m, 'message');
+    }
+  }
+
+  private onLeaderMessage(m: ProposeMessage | HeartbeatMessage | SnapshotMessage): void {
+    if (m.epoch < this.minEpoch()) {
+      // A deposed leader: tell it the epoch we are in so it steps down (nothing else happens).
+      if (m.type !== 'snapshot') {
+        const nack: NackMessage = {
+          type: 'nack',
+          from: this.self,
+          to: m.from,
+          epoch: this.minEpoch(),
+          rejectedPrevSeq: 0,
+          lastSeq: this.lastLsn().seq,
+          commitSeq: this.commitSeq,
+        };
+        this.out.messages.push(nack);
+      }
+      return;
+    }
+    if (m.epoch === this.currentEpoch && this.role === 'leader') {
+      assert(false, `two leaders in epoch ${m.epoch}: ${this.self} and ${m.from}`);
+    }
+    this.joinEpoch(m.epoch, m.from);
+    switch (m.type) {
+      case 'propose':
+        this.onPropose(m);
+        break;
+      case 'heartbeat':
+        this.onHeartbeat(m);
+        break;
+      case 'snapshot':
+        this.onSnapshot(m);
+        break;
+      default:
+        unreachable(m, 'leader message');
+    }
+  }
+
+  /** Become (or stay) a follower of `leader` in `epoch` (>= minEpoch, checked by the caller). */
+  private joinEpoch(epoch: number, leader: NodeId): void {
+    if (epoch > this.currentEpoch || this.role !== 'follower') {
+      if (this.role === 'leader') this.stepDown();
+      if (epoch > this.currentEpoch) {
+        this.currentEpoch = epoch;
+        this.verifiedSeq = this.commitSeq;
+        this.promoteTarget = null;
+      }
+      this.role = 'follower';
+      this.candidacyRound = null;
+      this.claimInFlight = false;
+    }
+    this.leaderHint = leader;
+  }
+
+  private onPropose(m: ProposeMessage): void {
+    this.notePromoteTarget(m.epoch, m.leaderLastSeq);
+    const prev = m.prevLsn;
+    if (prev.seq >= this.base.seq) {
+      const local = this.lsnAt(prev.seq);
+      if (local === null || !lsnEquals(local, prev)) {
+        assert(
+          prev.seq > this.commitSeq || local === null,
+          `committed entry ${prev.seq} differs from leader ${m.from}`,
+        );
+        const nack: NackMessage = {
+          type: 'nack',
+          from: this.self,
+          to: m.from,
+          epoch: this.currentEpoch,
+          rejectedPrevSeq: prev.seq,
+          lastSeq: this.lastLsn().seq,
+          commitSeq: this.commitSeq,
+        };
+        this.out.messages.push(nack);
+        return;
+      }
+    }
+    // prev matches (or lies inside our snapshot base, which is committed and thus equal).
+    let expectSeq = prev.seq + 1;
+    for (const e of m.entries) {
+      assert(e.lsn.seq === expectSeq, 'propose entries are contiguous');
+      expectSeq += 1;
+      const s = e.lsn.seq;
+      if (s <= this.base.seq) continue;
+      const local = this.lsnAt(s);
+      if (local !== null && lsnEquals(local, e.lsn)) continue; // duplicate (App. B)
+      if (local !== null) {
+        // S§6.1.1: a suffix the leader does not have is logically truncated.
+        assert(s > this.commitSeq, `leader ${m.from} contradicts committed entry ${s}`);
+        this.truncateAfter(s - 1);
+      }
+      assert(s === this.lastLsn().seq + 1, 'append extends the log');
+      this.appendLocal(e);
+    }
+    const matchSeq = Math.max(this.base.seq, prev.seq + m.entries.length);
+    this.verifiedSeq = Math.max(this.verifiedSeq, matchSeq);
+    this.learnCommit(m.commitSeq, m.commitLsn);
+    const ack: AckMessage = {
+      type: 'ack',
+      from: this.self,
+      to: m.from,
+      epoch: this.currentEpoch,
+      matchSeq,
+      voter: this.hard.voter,
+    };
+    // S§5: the follower forces the record BEFORE it acks.
+    if (this.unsafe.ackBeforeDurable === true) this.out.messages.push(ack);
+    else this.out.afterMessages.push(ack);
+  }
+
+  private onHeartbeat(m: HeartbeatMessage): void {
+    this.notePromoteTarget(m.epoch, m.leaderLastSeq);
+    this.learnCommit(m.commitSeq, m.commitLsn);
+    const ack: HeartbeatAckMessage = {
+      type: 'heartbeat-ack',
+      from: this.self,
+      to: m.from,
+      epoch: this.currentEpoch,
+      round: m.round,
+      lastLsn: this.lastLsn(),
+      commitSeq: this.commitSeq,
+      voter: this.hard.voter,
+    };
+    this.out.messages.push(ack);
+  }
+
+  private onSnapshot(m: SnapshotMessage): void {
+    if (m.lsn.seq > this.commitSeq) {
+      // Catch-up by snapshot (S§6.1: ship the range when the log does not reach back).
+      this.out.installSnapshot = { lsn: m.lsn, data: m.data };
+      // Anything queued in this Ready is superseded by the snapshot.
+      this.out.entries = [];
+      this.out.truncateAfterSeq = null;
+      this.out.committed = [];
+      this.out.wrote = true;
+      this.base = m.lsn;
+      this.log = [];
+      this.commitSeq = m.lsn.seq;
+      this.appliedSeq = m.lsn.seq;
+      this.durableSeq = 0;
+      this.verifiedSeq = m.lsn.seq;
+      this.out.commitLsn = m.lsn;
+    }
+    const local = this.lsnAt(m.lsn.seq);
+    if (local !== null) assert(lsnEquals(local, m.lsn), 'snapshot matches our committed log');
+    const ack: AckMessage = {
+      type: 'ack',
+      from: this.self,
+      to: m.from,
+      epoch: this.currentEpoch,
+      matchSeq: m.lsn.seq,
+      voter: this.hard.voter,
+    };
+    this.out.afterMessages.push(ack);
+    this.maybePromote();
+  }
+
+  /** Follower: advance the commit point, never past what is verified equal to the leader's. */
+  private learnCommit(leaderCommitSeq: number, leaderCommitLsn: Lsn): void {
+    let target = Math.min(leaderCommitSeq, this.verifiedSeq);
+    const local = this.lsnAt(leaderCommitSeq);
+    if (local !== null && lsnEquals(local, leaderCommitLsn)) {
+      // Log matching: equal LSN at that seq means an equal prefix.
+      target = leaderCommitSeq;
+      this.verifiedSeq = Math.max(this.verifiedSeq, leaderCommitSeq);
+    }
+    target = Math.min(target, this.lastLsn().seq);
+    this.setCommit(target);
+    this.maybePromote();
+  }
+
+  private setCommit(seq: number): void {
+    if (seq <= this.commitSeq) return;
+    this.commitSeq = seq;
+    this.out.commitLsn = this.lsnAt(seq);
+  }
+
+  private notePromoteTarget(epoch: number, leaderLastSeq: number): void {
+    if (this.hard.voter) return;
+    if (this.promoteTarget === null || this.promoteTarget.epoch !== epoch) {
+      // An entry the leader had not proposed yet when we (re)started rebuilding.
+      this.promoteTarget = { epoch, seq: leaderLastSeq + 1 };
+    }
+  }
+
+  private maybePromote(): void {
+    if (this.hard.voter || this.promoteTarget === null) return;
+    if (this.promoteTarget.epoch !== this.currentEpoch) return;
+    if (this.commitSeq < this.promoteTarget.seq) return;
+    // PML §5.1: we have caught up and seen an entry proposed after our rebuild began commit, by a
+    // voter majority without us. Fence that epoch and vote again.
+    this.hard = { fenceEpoch: Math.max(this.hard.fenceEpoch, this.currentEpoch), voter: true };
+    this.out.hardState = { ...this.hard };
+    this.promoteTarget = null;
+    this.maybeStandForElection();
+  }
+
+  private onFollowerMessage(m: AckMessage | NackMessage | HeartbeatAckMessage): void {
+    if (m.epoch > this.currentEpoch) {
+      // The follower has joined (or promised) a newer epoch: we are deposed. We do not join that
+      // epoch here (it may be a fence value no leader holds yet); its leader will contact us.
+      if (this.role === 'leader') this.stepDown();
+      return;
+    }
+    if (m.epoch < this.currentEpoch || this.role !== 'leader') return;
+    const p = this.progress.get(m.from);
+    assert(p !== undefined, 'progress for every peer');
+    p.lastAckTick = this.ticks;
+    switch (m.type) {
+      case 'ack': {
+        assert(m.matchSeq <= this.lastLsn().seq, 'ack beyond our log');
+        p.voter = m.voter;
+        if (m.matchSeq > p.matchSeq) p.matchSeq = m.matchSeq;
+        if (p.nextSeq <= p.matchSeq) p.nextSeq = p.matchSeq + 1;
+        if (p.snapshotPending && p.matchSeq >= this.base.seq) p.snapshotPending = false;
+        this.maybeCommit();
+        this.sendAppend(m.from);
+        break;
+      }
+      case 'nack': {
+        if (m.rejectedPrevSeq <= p.matchSeq) break; // stale: we know it matches further
+        const next =
+          m.lastSeq < m.rejectedPrevSeq
+            ? m.lastSeq + 1
+            : Math.min(m.rejectedPrevSeq, Math.max(m.commitSeq, p.matchSeq) + 1);
+        p.nextSeq = Math.max(p.matchSeq + 1, next);
+        p.snapshotPending = false;
+        this.sendAppend(m.from);
+        break;
+      }
+      case 'heartbeat-ack': {
+        p.voter = m.voter;
+        if (m.voter && m.round > 0) {
+          for (const r of this.pendingReads)
+            if (r.round !== 0 && r.round <= m.round) r.confirmed = true;
+          this.maybeStartReadRound();
+        }
+        // A follower that restarted or lost messages: resend from what it really has (FIFO
+        // links: the heartbeat went out after our earlier proposes, so it saw them if they
+        // arrived). Duplicates are ignored by LSN on the follower (App. B).
+        if (!p.snapshotPending && m.lastLsn.seq + 1 < p.nextSeq) {
+          p.nextSeq = Math.max(p.matchSeq + 1, m.lastLsn.seq + 1);
+        }
+        this.sendAppend(m.from);
+        break;
+      }
+      default:
+        unreachable(m, 'follower message');
+    }
+  }
+
+  // ===========================================================================================
+  // Leader: replication and commit
+
+  private sendAppend(to: NodeId): void {
+    if (this.role !== 'leader') return;
+    const p = this.progress.get(to);
+    assert(p !== undefined, 'progress for every peer');
+    const last = this.lastLsn().seq;
+    if (p.nextSeq <= this.base.seq) {
+      // The log no longer reaches back far enough: ship the applied state (S§6.1).
+      if (p.snapshotPending) return;
+      const lsn = this.lsnAt(this.appliedSeq);
+      assert(lsn !== null && this.appliedSeq >= this.base.seq, 'applied state is in the log');
+      p.snapshotPending = true;
+      p.lastSendTick = this.ticks;
+      p.nextSeq = this.appliedSeq + 1;
+      this.out.snapshotsToSend.push({ to, lsn, epoch: this.currentEpoch });
+      return;
+    }
+    // Bound what is in flight to one follower (catch-up flow control).
+    const inflightMax = this.limits.entriesPerMessageMax * 4;
+    while (p.nextSeq <= last && p.nextSeq - 1 - p.matchSeq < inflightMax) {
+      const from = p.nextSeq;
+      const to_ = Math.min(last, from + this.limits.entriesPerMessageMax - 1);
+      const entries = this.log.slice(from - this.base.seq - 1, to_ - this.base.seq);
+      const prevLsn = this.lsnAt(from - 1);
+      assert(prevLsn !== null, 'prev entry is in the log');
+      const commitLsn = this.lsnAt(this.commitSeq);
+      assert(commitLsn !== null, 'commit point is in the log');
+      const msg: ProposeMessage = {
+        type: 'propose',
+        from: this.self,
+        to,
+        epoch: this.currentEpoch,
+        prevLsn,
+        entries,
+        commitSeq: this.commitSeq,
+        commitLsn,
+        leaderLastSeq: last,
+      };
+      this.out.messages.push(msg);
+      p.nextSeq = to_ + 1;
+      p.lastSendTick = this.ticks;
+    }
+  }
+
+  private barrierCommitted(): boolean {
+    return this.unsafe.skipBarrier === true || this.commitSeq >= this.barrierSeq;
+  }
+
+  /** S§5: committed = durable on the leader and on one voter follower (2 of 3). */
+  private maybeCommit(): void {
+    if (this.role !== 'leader') return;
+    let best = 0;
+    for (const peer of this.peers) {
+      const p = this.progress.get(peer)!;
+      if (p.voter && p.matchSeq > best) best = p.matchSeq;
+    }
+    const n = Math.min(best, this.durableSeq);
+    if (n <= this.commitSeq) return;
+    // Raft §5.4.2 / PAPER-NOTES §4.6-2: only an entry of our own epoch commits by counting
+    // replicas; older entries commit with it. Our first such entry is the barrier.
+    if (this.unsafe.skipBarrier !== true && n < this.barrierSeq) return;
+    this.setCommit(n);
+    this.maybeStartReadRound();
+  }
+
+  private emitCommitted(): void {
+    let budget = this.limits.applyBatchMax;
+    while (this.appliedSeq < this.commitSeq && budget > 0) {
+      const seq = this.appliedSeq + 1;
+      const entry = this.entryAt(seq);
+      assert(entry !== null, `committed entry ${seq} is in the log`);
+      const requestId = this.pendingWrites.get(seq);
+      if (requestId !== undefined) {
+        this.pendingWrites.delete(seq);
+        this.out.committed.push({ entry, requestId });
+      } else {
+        this.out.committed.push({ entry });
+      }
+      this.appliedSeq = seq;
+      budget -= 1;
+    }
+  }
+
+  private appendLocal(e: Entry): void {
+    const last = this.lastLsn();
+    assert(e.lsn.seq === last.seq + 1, 'append is contiguous');
+    assert(e.lsn.epoch >= last.epoch, 'epochs never decrease along the log');
+    this.log.push(e);
+    this.out.entries.push(e);
+    this.out.wrote = true;
+  }
+
+  private truncateAfter(seq: number): void {
+    assert(seq >= this.commitSeq, 'never truncate committed entries');
+    assert(seq >= this.base.seq, 'truncate inside the log');
+    this.log.length = seq - this.base.seq;
+    // Entries queued in this Ready beyond seq are void too.
+    this.out.entries = this.out.entries.filter((e) => e.lsn.seq <= seq);
+    this.out.truncateAfterSeq =
+      this.out.truncateAfterSeq === null ? seq : Math.min(this.out.truncateAfterSeq, seq);
+    this.out.wrote = true;
+    this.durableSeq = Math.min(this.durableSeq, seq);
+    this.verifiedSeq = Math.min(this.verifiedSeq, seq);
+  }
+
+  private onAppendDurable(lsn: Lsn): void {
+    const local = this.lsnAt(lsn.seq);
+    if (local === null || !lsnEquals(local, lsn)) return; // superseded by a truncation/snapshot
+    if (lsn.seq > this.durableSeq) this.durableSeq = lsn.seq;
+    this.maybeCommit();
+  }
+
+  private onLogCompacted(lsn: Lsn): void {
+    if (lsn.seq <= this.base.seq) return;
+    assert(lsn.seq <= this.appliedSeq, 'compaction only behind the applied point');
+    const local = this.lsnAt(lsn.seq);
+    assert(local !== null && lsnEquals(local, lsn), 'compaction point is in the log');
+    this.log = this.log.slice(lsn.seq - this.base.seq);
+    this.base = lsn;
+  }
+
+  private stepDown(): void {
+    assert(this.role === 'leader', 'only a leader steps down');
+    if (this.sessionUp) {
+      this.out.coordinator.push({ type: 'resign-leadership', epoch: this.currentEpoch });
+    }
+    this.role = 'follower';
+    this.leaderHint = null;
+    for (const requestId of this.pendingWrites.values()) {
+      this.out.replies.push({ type: 'outcome-unknown', requestId });
+    }
+    this.pendingWrites.clear();
+    for (const r of this.pendingReads)
+      this.out.replies.push({ type: 'unavailable', requestId: r.requestId });
+    this.pendingReads = [];
+    this.progress.clear();
+    this.barrierSeq = 0;
+    this.verifiedSeq = this.commitSeq;
+  }
+
+  // ===========================================================================================
+  // Election (S§7 through the coordinator; rounds = epoch counter value)
+
+  private onSession(state: 'established' | 'lost'): void {
+    switch (state) {
+      case 'established':
+        this.sessionUp = true;
+        break;
+      case 'lost':
+        // Our ephemerals (candidacy, leader znode) are gone with the session.
+        this.sessionUp = false;
+        if (this.role === 'leader') this.stepDown();
+        if (this.role === 'candidate') this.role = 'follower';
+        this.candidacyRound = null;
+        this.claimInFlight = false;
+        this.lastClaimSignature = null;
+        this.leaderZnode = undefined;
+        this.epochZnode = undefined;
+        break;
+      default:
+        unreachable(state, 'session state');
+    }
+  }
+
+  private onLeaderZnode(leader: LeaderInfo | null): void {
+    this.leaderZnode = leader;
+    if (leader === null) {
+      // Our own znode cannot vanish while our session lives: if it did, the session is gone.
+      if (this.role === 'leader') this.stepDown();
+      this.maybeStandForElection();
+      return;
+    }
+    if (
+      this.role === 'leader' &&
+      (leader.nodeId !== this.self || leader.epoch !== this.currentEpoch)
+    ) {
+      if (leader.epoch >= this.currentEpoch) this.stepDown();
+    }
+    if (leader.nodeId !== this.self && leader.epoch >= this.currentEpoch) {
+      this.leaderHint = leader.nodeId;
+      if (this.role === 'candidate' && leader.epoch >= this.hard.fenceEpoch) {
+        this.role = 'follower';
+        this.candidacyRound = null;
+        this.claimInFlight = false;
+      }
+    }
+  }
+
+  private maybeStandForElection(): void {
+    if (!this.sessionUp || this.leaderZnode !== null || this.epochZnode === undefined) return;
+    if (this.leaderZnode === undefined) return;
+    if (!this.hard.voter || this.role === 'leader') return;
+    const round = this.epochZnode.epoch;
+    if (this.candidacyRound === round) return;
+    // Freeze: from now on nothing of an epoch <= round is accepted, so the LSN we publish stays
+    // true (the fence is durable before the candidacy is published: a promise, like a vote).
+    this.role = 'candidate';
+    this.candidacyRound = round;
+    this.claimInFlight = false;
+    this.lastClaimSignature = null;
+    if (this.hard.fenceEpoch < round + 1) {
+      this.hard = { ...this.hard, fenceEpoch: round + 1 };
+      this.out.hardState = { ...this.hard };
+    }
+    this.out.afterCoordinator.push({ type: 'publish-candidacy', round, lastLsn: this.lastLsn() });
+  }
+
+  private onCandidates(round: number, candidates: readonly Candidate[]): void {
+    if (this.role !== 'candidate' || this.candidacyRound !== round) return;
+    if (this.epochZnode === undefined || this.epochZnode.epoch !== round) return;
+    const decision = decideElection(candidates, this.members);
+    if (decision === null || decision.winner.nodeId !== this.self) return;
+    // Our candidacy is only ours if the LSN matches (a lingering one from a previous life of
+    // this node with a different log is not acted on).
+    if (!lsnEquals(decision.winner.lastLsn, this.lastLsn())) return;
+    const counted = decision.counted.map((c) => ({ nodeId: c.nodeId, incarnation: c.incarnation }));
+    const signature = JSON.stringify(counted);
+    if (this.claimInFlight || this.lastClaimSignature === signature) return;
+    this.claimInFlight = true;
+    this.lastClaimSignature = signature;
+    this.out.coordinator.push({
+      type: 'claim-leadership',
+      round,
+      fromVersion: this.epochZnode.version,
+      epoch: round + 1,
+      candidates: counted,
+    });
+  }
+
+  private leaveCandidacy(): void {
+    this.candidacyRound = null;
+    this.claimInFlight = false;
+    this.lastClaimSignature = null;
+    if (this.role === 'candidate') this.role = 'follower';
+  }
+
+  private onClaimResult(round: number, epoch: number, ok: boolean): void {
+    if (this.candidacyRound !== round || this.role !== 'candidate' || !this.claimInFlight) return;
+    this.claimInFlight = false;
+    if (!ok) {
+      if (this.epochZnode !== undefined && this.epochZnode.epoch > round) {
+        this.leaveCandidacy();
+        this.maybeStandForElection();
+      }
+      return;
+    }
+    assert(epoch >= this.hard.fenceEpoch && epoch > this.currentEpoch, 'claimed epoch is new');
+    this.becomeLeader(epoch);
+  }
+
+  // S§6.2 takeover, Raft-shaped: the log is replicated from each follower's match point, which
+  // catches followers up to our commit seq, re-proposes our unresolved tail with its old LSNs
+  // (App. B), and then the new-epoch barrier. Nothing commits before the barrier does.
+  private becomeLeader(epoch: number): void {
+    this.role = 'leader';
+    this.currentEpoch = epoch;
+    this.leaderHint = this.self;
+    this.candidacyRound = null;
+    this.verifiedSeq = this.commitSeq;
+    const last = this.lastLsn().seq;
+    this.progress.clear();
+    for (const peer of this.peers) {
+      this.progress.set(peer, {
+        nextSeq: last + 1,
+        matchSeq: 0,
+        voter: false,
+        lastAckTick: this.ticks,
+        lastSendTick: this.ticks,
+        snapshotPending: false,
+      });
+    }
+    this.pendingWrites.clear();
+    this.pendingReads = [];
+    if (this.unsafe.skipBarrier === true) {
+      this.barrierSeq = 0;
+      // Without a barrier the followers still need the tail: probe from the start of it.
+      for (const peer of this.peers) {
+        this.progress.get(peer)!.nextSeq = this.commitSeq + 1;
+        this.sendAppend(peer);
+      }
+    } else {
+      const barrier: Entry = {
+        lsn: { epoch, seq: last + 1 },
+        kind: 'barrier',
+        payload: EMPTY_PAYLOAD,
+      };
+      this.barrierSeq = barrier.lsn.seq;
+      this.appendLocal(barrier);
+      for (const peer of this.peers) {
+        this.progress.get(peer)!.nextSeq = Math.max(this.base.seq, this.commitSeq) + 1;
+        this.sendAppend(peer);
+      }
+    }
+    this.broadcastHeartbeat();
+  }
+}
