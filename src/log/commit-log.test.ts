@@ -486,3 +486,36 @@ describe('corruption and torn tails', () => {
     expect(got).toEqual([]); // the batch failed as a whole: nothing corrupt was returned
   });
 });
+
+describe('reads racing garbage collection and truncation', () => {
+  it('a reader whose entries are collected mid-iteration gets EntriesCompactedError, not silence', async () => {
+    const { log } = await openLog({ segmentSizeBytes: 4096 });
+    for (let s = 1; s <= 3000; s++) await log.append([entry(1, 1, s, 'h'.repeat(20))]);
+    for (let s = 1; s <= 50; s++) await log.append([entry(2, 1, s)]);
+    const it = log.cohort(1).readEntries(1);
+    const first = await it.next();
+    expect(first.value?.lsn.seq).toBe(1);
+    log.setCheckpoint(1, 3000);
+    log.setCheckpoint(2, 50);
+    const gc = await log.collectGarbage();
+    expect(gc.deletedSegments.length).toBeGreaterThan(10);
+    const err = await (async () => {
+      for (let r = await it.next(); !r.done; r = await it.next()) {
+        /* drain */
+      }
+    })().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(EntriesCompactedError);
+  });
+
+  it('a reader ends at the truncation point when a truncate lands mid-iteration', async () => {
+    const { log } = await openLog({ segmentSizeBytes: 1 << 20 });
+    for (let s = 1; s <= 3000; s++) await log.append([entry(1, 1, s)]);
+    const seen: number[] = [];
+    for await (const e of log.cohort(1).readEntries(1)) {
+      seen.push(e.lsn.seq);
+      if (e.lsn.seq === 10) await log.cohort(1).truncateAfter(1500, { epoch: 1, seq: 1500 });
+    }
+    expect(seen.length).toBe(1500);
+    expect(seen[seen.length - 1]).toBe(1500);
+  });
+});

@@ -66,6 +66,7 @@ export interface AppendOptions {
   readonly sync?: boolean;
 }
 
+/** An entry read back. `payload` may be a view into a larger read buffer: copy it to keep it long. */
 export interface LogEntry {
   readonly cohort: RangeId;
   readonly lsn: Lsn;
@@ -824,7 +825,9 @@ export class CommitLog {
       const entries = await this.readLocations(st.id, locs);
       for (let i = 0; i < entries.length; i++) {
         // A truncate that landed while we read voids what we read: end at the live log's end.
-        const now = st.index.get(locs[i]!.seq);
+        const at = locs[i]!.seq;
+        if (at < st.index.firstSeq) throw new EntriesCompactedError(st.id, at, st.index.firstSeq);
+        const now = st.index.get(at);
         const was = locs[i]!.loc;
         if (now === null || now.segment !== was.segment || now.offset !== was.offset) return;
         yield entries[i]!;
