@@ -151,7 +151,8 @@ export async function runBenchCommand(
 ): Promise<{ runs: RunOutput[]; outDir: string; files: string[] }> {
   const workloads = workloadsFor(o);
   const base = runOptionsFor(o);
-  const outDir = o.out ?? `bench/results/${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  const outDir =
+    o.out ?? `bench/results/tmp/${new Date().toISOString().replace(/[:.]/g, '-')}`;
   const target = createTarget(o);
   const runs: RunOutput[] = [];
   try {
@@ -266,7 +267,7 @@ export function registerBenchCommand(program: Command): Command {
       'server PIDs on this machine, for CPU per op',
       intList(1, 2 ** 31),
     )
-    .option('--out <dir>', 'output folder (default bench/results/<time>)')
+    .option('--out <dir>', 'output folder (default bench/results/tmp/<time>, git-ignored)')
     .option('--label <s>', 'run label prefix (default: the target name)')
     .option('--quiet', 'no progress display', false)
     .option(
