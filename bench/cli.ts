@@ -151,8 +151,7 @@ export async function runBenchCommand(
 ): Promise<{ runs: RunOutput[]; outDir: string; files: string[] }> {
   const workloads = workloadsFor(o);
   const base = runOptionsFor(o);
-  const outDir =
-    o.out ?? `bench/results/tmp/${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  const outDir = o.out ?? `bench/results/tmp/${new Date().toISOString().replace(/[:.]/g, '-')}`;
   const target = createTarget(o);
   const runs: RunOutput[] = [];
   try {
