@@ -45,6 +45,7 @@ import {
   type WriteRowRequest,
   type WriteRowResponse,
 } from './generated/skv/v1/kv.js';
+import { type PeerBatchHandler, PeerService, peerServiceImplementation } from './peer-transport.js';
 import { grpcStatusOf, toGrpcError } from './status.js';
 import {
   deleteToMutation,
@@ -357,6 +358,8 @@ function serviceError(err: unknown) {
 export interface KvServerOptions {
   readonly host: string;
   readonly port: number;
+  /** Serve the internal peer protocol on the same port. */
+  readonly onPeerBatch?: PeerBatchHandler;
 }
 
 /** A gRPC server with the KV and health services; `port` 0 picks a free one. */
@@ -389,6 +392,9 @@ export class KvGrpcServer {
       rangeMap: edge.rangeMap,
       session: edge.session,
     });
+    if (options.onPeerBatch !== undefined) {
+      server.addService(PeerService, peerServiceImplementation(options.onPeerBatch));
+    }
     const health = new HealthImplementation({ '': 'NOT_SERVING', 'skv.v1.KV': 'NOT_SERVING' });
     health.addToServer(server);
     const port = await new Promise<number>((resolve, reject) =>
