@@ -155,6 +155,17 @@ export class HistoryRecorder {
     if (result !== undefined) rec.result = result;
   }
 
+  /** One op (a copy), without copying the whole history. */
+  op(id: number): HistoryOp {
+    const rec = this.ops[id];
+    assert(rec !== undefined, `history: no op ${id}`);
+    return { ...rec };
+  }
+
+  get size(): number {
+    return this.ops.length;
+  }
+
   /** Every op so far; ops still open are reported as `info` (their outcome is unknown). */
   history(): HistoryOp[] {
     return this.ops.map((op) => ({ ...op }));
