@@ -45,8 +45,8 @@ mkdir -p "$rootfs/usr/lib/node_modules"
 cp -a /usr/lib/node_modules/npm "$rootfs/usr/lib/node_modules/npm"
 ln -sfn ../lib/node_modules/npm/bin/npm-cli.js "$rootfs/usr/bin/npm"
 ln -sfn ../lib/node_modules/npm/bin/npx-cli.js "$rootfs/usr/bin/npx"
-env -i PATH=/usr/bin:/bin chroot "$rootfs" /usr/bin/node --version >/dev/null
-env -i PATH=/usr/bin:/bin HOME=/root chroot "$rootfs" /usr/bin/npm --version >/dev/null
+env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin chroot "$rootfs" /usr/bin/node --version >/dev/null
+env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root chroot "$rootfs" /usr/bin/npm --version >/dev/null
 
 # The base is rebuilt each time from the root filesystem above, so it always matches it.
 buildah "${storage[@]}" rmi "$base" >/dev/null 2>&1 || true
