@@ -16,7 +16,6 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Model } from '@kubernetes-models/base';
 import { StatefulSet } from 'kubernetes-models/apps/v1';
 import { Job } from 'kubernetes-models/batch/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
@@ -78,7 +77,7 @@ function nodeIdFromHostname(hostname: string): string {
 // ---------------------------------------------------------------------------------------------
 // Schema validation with kubernetes-models.
 
-type ModelClass = new (data: never) => Model<unknown>;
+type ModelClass = new (data: never) => { validate(): void };
 const MODELS: Record<string, ModelClass> = {
   'v1/Namespace': Namespace as unknown as ModelClass,
   'v1/ConfigMap': ConfigMap as unknown as ModelClass,
