@@ -17,8 +17,9 @@ import {
   runBench,
 } from './runner.js';
 import type { BenchTarget, ReadConsistency } from './target.js';
-import { MemoryTarget } from './targets/memory.js';
+import { type ApiPath, MemoryTarget } from './targets/memory.js';
 import { SkvTarget } from './targets/skv.js';
+import { UnaryTarget } from './targets/skv-unary.js';
 import {
   DISTRIBUTIONS,
   type Distribution,
@@ -35,6 +36,7 @@ export type TargetName = (typeof TARGET_NAMES)[number];
 export interface BenchCommandOptions {
   servers?: string;
   target: TargetName;
+  api: ApiPath;
   workload: string;
   writeProportion: number;
   sweepWritePcts: number[];
@@ -138,10 +140,11 @@ export function createTarget(o: BenchCommandOptions): BenchTarget {
       if (servers.length === 0) {
         throw new InvalidArgumentError('--servers (or SKV_SERVERS) is required for --target skv');
       }
-      return new SkvTarget({ servers, timeoutMs: o.timeoutMs, serverPids: o.serverPids ?? [] });
+      const options = { servers, timeoutMs: o.timeoutMs, serverPids: o.serverPids ?? [] };
+      return o.api === 'unary' ? new UnaryTarget(options) : new SkvTarget(options);
     }
     case 'memory':
-      return new MemoryTarget({ timeoutMs: o.timeoutMs });
+      return new MemoryTarget({ timeoutMs: o.timeoutMs, api: o.api });
   }
 }
 
@@ -191,6 +194,14 @@ export function registerBenchCommand(program: Command): Command {
       )
         .choices(TARGET_NAMES)
         .default('skv'),
+    )
+    .addOption(
+      new Option(
+        '--api <path>',
+        'session: the client library (streams, batching); unary: one plain gRPC call per operation',
+      )
+        .choices(['session', 'unary'])
+        .default('session'),
     )
     .option(
       '--workload <list>',

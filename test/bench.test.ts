@@ -5,8 +5,15 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Command } from 'commander';
 import * as hdr from 'hdr-histogram-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type BenchCommandOptions,
+  registerBenchCommand,
+  runOptionsFor,
+  workloadsFor,
+} from '../bench/cli.js';
 import { parseStatCpuMs } from '../bench/cpu.js';
 import {
   AcknowledgedCounter,
@@ -27,6 +34,7 @@ import { type MemoryServer, startMemoryServer } from '../bench/support/memory-se
 import type { BenchOps, BenchTarget } from '../bench/target.js';
 import { MemoryTarget } from '../bench/targets/memory.js';
 import { SkvTarget } from '../bench/targets/skv.js';
+import { UnaryTarget } from '../bench/targets/skv-unary.js';
 import { workload } from '../bench/workloads.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -164,6 +172,28 @@ describe('bench runner against the in-memory gRPC edge', () => {
     }
   });
 
+  it('runs through plain unary gRPC calls too (the skv-unary target)', async () => {
+    const unary = new UnaryTarget({ servers: [server.address], timeoutMs: 5_000 });
+    await unary.setup();
+    try {
+      for (const name of ['a', 'e'] as const) {
+        const { result } = await runBench(unary, workload(name), { ...short, durationS: 0.5 });
+        expect(result.label).toBe(`skv-unary-${name}`);
+        for (const o of result.ops) {
+          expect(o.count).toBeGreaterThan(0);
+          expect(o.errors).toEqual({});
+        }
+      }
+      // A refusal reaches the unary target as its skv reason from the status metadata.
+      const err = await unary.ops
+        .update(keyName(0, 'hashed'), [{ column: 'field0', value: Buffer.alloc(2 * 1024 * 1024) }])
+        .catch((e: unknown) => e);
+      expect((err as { code: string }).code).toBe('invalid-argument');
+    } finally {
+      await unary.teardown();
+    }
+  });
+
   it('writes JSON, CSV, an HdrHistogram log and well-formed SVG files', async () => {
     const { files } = await writeReport(outDir, runs);
     const svgs = files.filter((f) => f.endsWith('.svg'));
@@ -193,6 +223,58 @@ describe('bench runner against the in-memory gRPC edge', () => {
     );
     expect(logged).toBe(seriesCount);
     expect(await readFile(join(outDir, 'summary.md'), 'utf8')).toContain('| skv-a | a | closed |');
+  });
+});
+
+describe('bench command options', () => {
+  const base = {
+    target: 'memory' as const,
+    api: 'session' as const,
+    writeProportion: 0.5,
+    sweepWritePcts: [10, 50],
+    scanLengthMax: 100,
+  };
+  it('expands a workload list and the mixed sweep, in order', () => {
+    const names = workloadsFor({
+      ...base,
+      workload: 'a,sweep,timeline-read',
+    } as BenchCommandOptions).map((w) => w.name);
+    expect(names).toEqual(['a', 'mixed-w10', 'mixed-w50', 'timeline-read']);
+    const [w10] = workloadsFor({ ...base, workload: 'sweep' } as BenchCommandOptions);
+    expect(w10!.proportions.update).toBeCloseTo(0.1);
+    expect(w10!.proportions.read).toBeCloseTo(0.9);
+  });
+  it('rejects an unknown workload by name', () => {
+    expect(() => workloadsFor({ ...base, workload: 'a,g' } as BenchCommandOptions)).toThrow(/"g"/);
+  });
+  it('parses the command line into run options', async () => {
+    let seen: BenchCommandOptions | null = null;
+    const program = new Command('skv').exitOverride().configureOutput({ writeErr: () => {} });
+    registerBenchCommand(program).action((o: BenchCommandOptions) => {
+      seen = o;
+    });
+    await program.parseAsync(
+      [
+        'bench',
+        '--target',
+        'memory',
+        '--workload',
+        'f',
+        '--concurrency',
+        '8',
+        '--target-rate',
+        '500',
+        '--no-load',
+        '--seed',
+        '9',
+      ],
+      { from: 'user' },
+    );
+    const o = runOptionsFor(seen!);
+    expect(o).toMatchObject({ concurrency: 8, targetOpsPerSec: 500, load: false, seed: 9 });
+    await expect(
+      program.parseAsync(['bench', '--concurrency', '0'], { from: 'user' }),
+    ).rejects.toThrow(/integer/);
   });
 });
 

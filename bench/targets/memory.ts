@@ -11,17 +11,23 @@ import { fileURLToPath } from 'node:url';
 import { SkvError } from '../../src/core/errors.js';
 import type { BenchOps, BenchTarget } from '../target.js';
 import { SkvTarget } from './skv.js';
+import { UnaryTarget } from './skv-unary.js';
+
+/** How the load generator talks to the server: the client library's streams or unary calls. */
+export type ApiPath = 'session' | 'unary';
 
 const START_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 5_000;
 
 export class MemoryTarget implements BenchTarget {
-  readonly name = 'memory';
+  readonly name: string;
   private child: ChildProcess | null = null;
-  private inner: SkvTarget | null = null;
+  private inner: SkvTarget | UnaryTarget | null = null;
   private address = '';
 
-  constructor(private readonly options: { timeoutMs: number }) {}
+  constructor(private readonly options: { timeoutMs: number; api?: ApiPath }) {
+    this.name = options.api === 'unary' ? 'memory-unary' : 'memory';
+  }
 
   get ops(): BenchOps {
     if (this.inner === null) throw new SkvError('closed', 'the memory target is not set up');
@@ -45,12 +51,13 @@ export class MemoryTarget implements BenchTarget {
     const { address } = JSON.parse(line) as { address: string };
     this.address = address;
     const pid = child.pid;
-    this.inner = new SkvTarget({
+    const inner = {
       servers: [address],
       timeoutMs: this.options.timeoutMs,
       serverPids: pid === undefined ? [] : [pid],
-      name: 'memory',
-    });
+      name: this.name,
+    };
+    this.inner = this.options.api === 'unary' ? new UnaryTarget(inner) : new SkvTarget(inner);
     await this.inner.setup();
   }
 
@@ -65,10 +72,12 @@ export class MemoryTarget implements BenchTarget {
   }
 
   describe(): Record<string, string> {
+    const path =
+      this.options.api === 'unary' ? 'plain gRPC unary calls' : 'client library (Session streams)';
     return {
-      target: 'memory',
+      target: this.name,
       servers: this.address,
-      path: 'client library (Session streams) -> gRPC edge -> in-memory backend (child process)',
+      path: `${path} -> gRPC edge -> in-memory backend (child process)`,
       timeoutMs: String(this.options.timeoutMs),
     };
   }
