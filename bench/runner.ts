@@ -76,7 +76,7 @@ export const DEFAULT_RUN_OPTIONS: RunOptions = {
   seed: 1,
   load: true,
   loadConcurrency: 256,
-  loadTimeoutS: 300,
+  loadTimeoutS: 3_600,
   operationCountMax: 0,
   drainTimeoutMs: 10_000,
 };
@@ -501,7 +501,11 @@ class TransactionPhase {
       elapsedS: (now - this.t0) / 1000,
       totalS: this.options.warmupS + this.options.durationS,
       opsPerSec: point.opsPerSec,
-      p99Us: all.totalCount === 0 ? 0 : all.getValueAtPercentile(99),
+      // During warm-up nothing is measured yet: show the last second's worst p99 instead.
+      p99Us:
+        all.totalCount > 0
+          ? all.getValueAtPercentile(99)
+          : Math.max(0, ...Object.values(point.ops).map((o) => o.p99Us)),
     });
   }
 
