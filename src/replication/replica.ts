@@ -72,6 +72,8 @@ interface Progress {
   /** The follower said it is a voter (PML §5.1). */
   voter: boolean;
   lastAckTick: number;
+  /** Last tick matchSeq advanced: no progress for a while means lost messages (retransmit). */
+  lastProgressTick: number;
   lastSendTick: number;
   /** A snapshot was requested for it and not acked yet. */
   snapshotPending: boolean;
@@ -172,6 +174,7 @@ export class Replica {
   private pendingReads: PendingRead[] = [];
   private readRound = 0;
   private lastHeartbeatTick = 0;
+  private lastNoopTick = 0;
 
   // --- coordinator view ---
   private sessionUp = false;
@@ -461,7 +464,7 @@ export class Replica {
       const behind = p.matchSeq < last || p.snapshotPending;
       if (
         behind &&
-        this.ticks - p.lastAckTick >= this.timing.retransmitTicks &&
+        this.ticks - p.lastProgressTick >= this.timing.retransmitTicks &&
         this.ticks - p.lastSendTick >= this.timing.retransmitTicks
       ) {
         // Lost messages (a broken connection loses what was in flight): probe from the match.
@@ -470,6 +473,7 @@ export class Replica {
         this.sendAppend(peer);
       }
     }
+    this.maybeProposeNoopForNonVoter();
     const keep: PendingRead[] = [];
     for (const r of this.pendingReads) {
       if (this.ticks - r.startTick >= this.timing.readTimeoutTicks) {
@@ -737,7 +741,10 @@ export class Replica {
       case 'ack': {
         assert(m.matchSeq <= this.lastLsn().seq, 'ack beyond our log');
         p.voter = m.voter;
-        if (m.matchSeq > p.matchSeq) p.matchSeq = m.matchSeq;
+        if (m.matchSeq > p.matchSeq) {
+          p.matchSeq = m.matchSeq;
+          p.lastProgressTick = this.ticks;
+        }
         if (p.nextSeq <= p.matchSeq) p.nextSeq = p.matchSeq + 1;
         if (p.snapshotPending && p.matchSeq >= this.base.seq) p.snapshotPending = false;
         this.maybeCommit();
@@ -745,6 +752,7 @@ export class Replica {
         break;
       }
       case 'nack': {
+        this.noteFollowerTail(p, m.lastSeq);
         if (m.rejectedPrevSeq <= p.matchSeq) break; // stale: we know it matches further
         const next =
           m.lastSeq < m.rejectedPrevSeq
@@ -757,16 +765,19 @@ export class Replica {
       }
       case 'heartbeat-ack': {
         p.voter = m.voter;
+        this.noteFollowerTail(p, m.lastLsn.seq);
         if (m.voter && m.round > 0) {
           for (const r of this.pendingReads)
             if (r.round !== 0 && r.round <= m.round) r.confirmed = true;
           this.maybeStartReadRound();
         }
-        // A follower that restarted or lost messages: resend from what it really has (FIFO
-        // links: the heartbeat went out after our earlier proposes, so it saw them if they
-        // arrived). Duplicates are ignored by LSN on the follower (App. B).
-        if (!p.snapshotPending && m.lastLsn.seq + 1 < p.nextSeq) {
-          p.nextSeq = Math.max(p.matchSeq + 1, m.lastLsn.seq + 1);
+        // A follower that restarted, lost messages or holds a divergent suffix: resend from
+        // what it really has. Duplicates are ignored by LSN on the follower (App. B).
+        if (!p.snapshotPending && p.matchSeq < this.lastLsn().seq) {
+          const local = this.lsnAt(m.lastLsn.seq);
+          const sameTail = local !== null && lsnEquals(local, m.lastLsn);
+          const from = sameTail ? m.lastLsn.seq + 1 : Math.max(m.commitSeq, p.matchSeq) + 1;
+          if (from < p.nextSeq) p.nextSeq = Math.max(p.matchSeq + 1, from);
         }
         this.sendAppend(m.from);
         break;
@@ -774,6 +785,43 @@ export class Replica {
       default:
         unreachable(m, 'follower message');
     }
+  }
+
+  /**
+   * PML §5.1: a rebuilding non-voter votes again only after an entry proposed after its rebuild
+   * began commits. In an idle cohort none would ever come, so once it has caught up the leader
+   * proposes a no-op (a `barrier`-kind entry; rate-limited, only when nothing is in flight).
+   */
+  private maybeProposeNoopForNonVoter(): void {
+    if (!this.barrierCommitted()) return;
+    const last = this.lastLsn().seq;
+    if (this.commitSeq !== last) return;
+    if (this.ticks - this.lastNoopTick < this.timing.retransmitTicks) return;
+    const waiting = this.peers.some((peer) => {
+      const p = this.progress.get(peer)!;
+      return !p.voter && p.matchSeq >= last;
+    });
+    if (!waiting) return;
+    this.lastNoopTick = this.ticks;
+    this.appendLocal({
+      lsn: { epoch: this.currentEpoch, seq: last + 1 },
+      kind: 'barrier',
+      payload: EMPTY_PAYLOAD,
+    });
+    for (const peer of this.peers) this.sendAppend(peer);
+  }
+
+  /**
+   * A follower never loses an entry it acked (acks follow durability, and a leader never makes
+   * it truncate a matching entry), so a tail below its match point means it lost its disk
+   * (PML §5.1). Nacks and heartbeat acks go out after any ack sent for the same entries, so this
+   * is not a reordering artefact. Forget the match point and catch it up from scratch.
+   */
+  private noteFollowerTail(p: Progress, followerLastSeq: number): void {
+    if (followerLastSeq >= p.matchSeq) return;
+    p.matchSeq = 0;
+    p.nextSeq = Math.min(p.nextSeq, followerLastSeq + 1);
+    p.snapshotPending = false;
   }
 
   // ===========================================================================================
@@ -1045,6 +1093,7 @@ export class Replica {
         matchSeq: 0,
         voter: false,
         lastAckTick: this.ticks,
+        lastProgressTick: this.ticks,
         lastSendTick: this.ticks,
         snapshotPending: false,
       });

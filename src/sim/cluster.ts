@@ -74,6 +74,8 @@ export interface SimReport {
   readonly epochs: number;
   readonly committedSeq: number;
   readonly events: number;
+  /** Protocol paths exercised, summed over the nodes. */
+  readonly paths: Record<string, number>;
   readonly linearizability: {
     ok: boolean;
     illegalKeys: string[];
@@ -177,6 +179,10 @@ export class SimCluster {
           onApply: (n, e) => this.onApply(n, e),
           onAfterReady: (n) => this.onAfterReady(n),
           sendPeer: (m) => this.sendPeer(m),
+          onAssertion: (n, e) => {
+            this.count('assertion');
+            this.violation(`assertion failed at ${n.id}: ${e.message}`);
+          },
         },
       );
       this.nodes.set(id, node);
@@ -203,11 +209,13 @@ export class SimCluster {
 
   private sendPeer(m: Message): void {
     const to = this.node(m.to);
+    // A connection reaches one process life: a restarted process gets none of the old data.
+    const life = to.lifetime;
     this.net.send(
       m.from,
       m.to,
       () => to.deliver(() => to.step({ type: 'message', message: m })),
-      () => to.up,
+      () => to.up && to.lifetime === life,
     );
   }
 
@@ -352,11 +360,13 @@ export class SimCluster {
   private strongOp(
     c: ClientState,
     key: string,
-    op: { f: 'get' | 'put' | 'delete'; expected?: number },
+    op: { f: 'get' | 'put' | 'delete'; expected?: number; value?: string; node?: NodeId },
+    onDone?: (op: HistoryOp) => void,
   ): void {
     c.busy = true;
-    const node = this.target(c);
-    const value = op.f === 'put' ? `v${this.options.seed}.${this.valueCounter++}` : undefined;
+    const node = op.node === undefined ? this.target(c) : this.node(op.node);
+    const value =
+      op.f === 'put' ? (op.value ?? `v${this.options.seed}.${this.valueCounter++}`) : undefined;
     const id = this.history.invoke(
       {
         process: c.process,
@@ -365,7 +375,7 @@ export class SimCluster {
         ...(value === undefined ? {} : { value }),
         ...(op.expected === undefined ? {} : { expectedVersion: op.expected }),
       },
-      this.loop.now(),
+      this.loop.stamp(),
     );
     const [row, column] = key.split('/') as [string, string];
     const payload =
@@ -389,7 +399,7 @@ export class SimCluster {
         else node.clientWrite(key, payload, reply);
       },
       (r) => {
-        const now = this.loop.now();
+        const now = this.loop.stamp();
         if (r === 'timeout' || r.kind === 'unknown') {
           this.history.complete(id, 'info', now);
           c.process = this.nextProcess++;
@@ -420,17 +430,48 @@ export class SimCluster {
           } else if (op.f === 'put') {
             this.history.complete(id, 'ok', now, { version: res.versions[0]! });
             c.lastVersion.set(key, res.versions[0]!);
-            if (now >= this.healAt) this.okWritesAfterHeal += 1;
+            if (this.loop.now() >= this.healAt) this.okWritesAfterHeal += 1;
           } else {
             const prev = res.previousVersions[0]!;
             this.history.complete(id, 'ok', now, { found: prev > 0, version: prev });
             c.lastVersion.set(key, 0);
-            if (now >= this.healAt) this.okWritesAfterHeal += 1;
+            if (this.loop.now() >= this.healAt) this.okWritesAfterHeal += 1;
           }
         }
-        this.scheduleNext(c);
+        if (onDone === undefined) this.scheduleNext(c);
+        else {
+          c.busy = false;
+          onDone(this.history.history()[id]!);
+        }
       },
     );
+  }
+
+  /**
+   * A scripted strong operation at a chosen node (scenario tests): runs the simulation until it
+   * completes (or times out as `info`) and returns the recorded history op.
+   */
+  op(
+    node: NodeId,
+    f: 'get' | 'put' | 'delete',
+    key: string,
+    opts: { value?: string; expected?: number } = {},
+  ): HistoryOp {
+    const c: ClientState = {
+      name: `s${this.nextProcess}`,
+      process: this.nextProcess++,
+      leaderGuess: node,
+      busy: false,
+      lastVersion: new Map(),
+    };
+    this.keyOps.set(key, (this.keyOps.get(key) ?? 0) + 1);
+    let done: HistoryOp | null = null;
+    this.strongOp(c, key, { f, node, ...opts }, (h) => {
+      done = h;
+    });
+    this.runUntil(() => done !== null, this.opts.clientTimeoutMs + 100);
+    assert(done !== null, 'a scripted op completes or times out');
+    return done;
   }
 
   private timelineRead(c: ClientState, key: string): void {
@@ -649,14 +690,14 @@ export class SimCluster {
     };
     for (const key of this.keyOps.keys()) {
       let done = false;
-      const id = this.history.invoke({ process: c.process, key, f: 'get' }, this.loop.now());
+      const id = this.history.invoke({ process: c.process, key, f: 'get' }, this.loop.stamp());
       this.call(
         c,
         leader,
         (reply) => leader.clientStrongRead(key, reply),
         (r) => {
           done = true;
-          const now = this.loop.now();
+          const now = this.loop.stamp();
           if (r !== 'timeout' && r.kind === 'read-ok') {
             this.history.complete(
               id,
@@ -704,6 +745,14 @@ export class SimCluster {
     return this.history.history();
   }
 
+  paths(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const n of this.nodes.values()) {
+      for (const [k, v] of Object.entries(n.stats)) out[k] = (out[k] ?? 0) + v;
+    }
+    return out;
+  }
+
   report(): SimReport {
     this.checkFinalState();
     const ops = this.strongHistory();
@@ -727,6 +776,7 @@ export class SimCluster {
       epochs: this.zk.currentEpoch(),
       committedSeq: Math.max(0, ...this.committed.keys()),
       events: this.loop.executed,
+      paths: this.paths(),
       linearizability: {
         ok: lin.ok,
         illegalKeys: lin.illegalKeys,

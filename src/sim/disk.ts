@@ -190,6 +190,15 @@ export class SimDisk {
     return { kept, lost: n - kept, torn };
   }
 
+  /** Scenario setup: records that are already durable (a node that ran before). */
+  seed(records: readonly DiskRecord[]): void {
+    assert(this.durable.length === 0 && this.volatile.length === 0, 'seed an empty disk');
+    for (const r of records) {
+      this.durable.push(r);
+      this.indexDurable(r);
+    }
+  }
+
   wipe(): void {
     this.generation += 1;
     this.fsyncInFlight = false;

@@ -22,6 +22,23 @@ export class EventLoop {
     return this.nowMs;
   }
 
+  /**
+   * A strictly increasing timestamp in execution order (virtual ms * 10^4 + the event's rank
+   * inside its ms), for histories: two events in the same virtual ms are still ordered, so an
+   * op that returned before another was called is never mistaken for a concurrent one.
+   */
+  stamp(): number {
+    if (this.stampMs !== this.nowMs) {
+      this.stampMs = this.nowMs;
+      this.stampRank = 0;
+    }
+    this.stampRank = Math.min(this.stampRank + 1, 9_999);
+    return this.nowMs * 10_000 + this.stampRank;
+  }
+
+  private stampMs = -1;
+  private stampRank = 0;
+
   /** Run `fn` after `delayMs` (>= 0) of virtual time. */
   after(delayMs: number, fn: () => void): void {
     assert(delayMs >= 0 && Number.isFinite(delayMs), 'delay is a finite non-negative number');

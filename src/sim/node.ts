@@ -10,7 +10,7 @@
 // as a non-voter. A process can crash (unsynced writes partly lost, maybe torn), restart, lose
 // its disk, or pause (SIGSTOP: it processes nothing, sends no pings, and resumes later).
 
-import { assert } from '../core/assert.js';
+import { AssertionError, assert } from '../core/assert.js';
 import type { NodeId } from '../core/ids.js';
 import { type Lsn, lsnEquals, ZERO_LSN } from '../core/lsn.js';
 import type { ApplyResult } from '../core/mutation.js';
@@ -41,6 +41,8 @@ export interface NodeHooks {
   /** After each Ready is handled (leader-per-epoch and durability invariants). */
   onAfterReady(node: SimNode): void;
   sendPeer(m: Message): void;
+  /** An assertion failed in this process (it crashes: fail-stop). */
+  onAssertion(node: SimNode, error: AssertionError): void;
 }
 
 export interface SimNodeOptions {
@@ -69,11 +71,21 @@ export class SimNode {
   private sessionId: number | null = null;
   private incarnation = 0;
   private pendingView: ZkView | null = null;
+  private wasNonVoter = false;
   private pendingClients = new Map<number, PendingClient>();
   private nextRequestId = 1;
   private baseSeq = 0;
   private compacting = false;
   private lastAppliedLsn: Lsn = ZERO_LSN;
+  /** What the protocol did here, for reports and for tests that a path was exercised. */
+  readonly stats = {
+    truncations: 0,
+    snapshotsSent: 0,
+    snapshotsInstalled: 0,
+    promotions: 0,
+    compactions: 0,
+    electionsWon: 0,
+  };
 
   constructor(
     private readonly opts: SimNodeOptions,
@@ -244,11 +256,13 @@ export class SimNode {
         commitSeq = rec.entries[rec.entries.length - 1]?.lsn.seq ?? base.seq;
       }
     }
+    this.wasNonVoter = !(rec.hard ?? hard).voter;
     this.replica = new Replica(
       { ...this.opts.replicaConfig, self: this.id },
       { hardState: rec.hard ?? hard, baseLsn: base, entries: rec.entries, commitSeq },
     );
-    this.drain();
+    this.failStop(() => this.drain());
+    if (this.replica === null) return;
     if (this.sessionId !== null) {
       this.step({ type: 'session', state: 'established' });
       if (this.pendingView !== null) {
@@ -295,8 +309,21 @@ export class SimNode {
   step(input: Input): void {
     const r = this.replica;
     if (r === null) return;
-    r.step(input);
-    this.drain();
+    this.failStop(() => {
+      r.step(input);
+      this.drain();
+    });
+  }
+
+  /** A broken invariant inside this process is fail-stop: report it, crash the process. */
+  private failStop(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      if (!(e instanceof AssertionError)) throw e;
+      this.hooks.onAssertion(this, e);
+      this.crash({ tearProbability: 0, wipe: false });
+    }
   }
 
   clientWrite(key: string, payload: Uint8Array, reply: (r: NodeReply) => void): void {
@@ -333,18 +360,25 @@ export class SimNode {
       const rd = r.ready();
       const model = this.model!;
       const writes: DiskRecord[] = [];
-      if (rd.hardState !== null) writes.push({ t: 'hard', hard: rd.hardState });
+      if (rd.hardState !== null) {
+        writes.push({ t: 'hard', hard: rd.hardState });
+        if (rd.hardState.voter && this.wasNonVoter) this.stats.promotions += 1;
+        this.wasNonVoter = !rd.hardState.voter;
+      }
       if (rd.installSnapshot !== null) {
         const snap = rd.installSnapshot;
         writes.push({ t: 'base', lsn: snap.lsn, state: snap.data });
         writes.push({ t: 'truncate', afterSeq: snap.lsn.seq });
         this.model = ApplyModel.deserialize(snap.data);
+        this.stats.snapshotsInstalled += 1;
         assert(this.model.appliedSeq === snap.lsn.seq, 'snapshot state at its LSN');
         this.baseSeq = snap.lsn.seq;
         this.lastAppliedLsn = snap.lsn;
       }
-      if (rd.truncateAfterSeq !== null)
+      if (rd.truncateAfterSeq !== null) {
         writes.push({ t: 'truncate', afterSeq: rd.truncateAfterSeq });
+        this.stats.truncations += 1;
+      }
       for (const e of rd.entries) writes.push({ t: 'entry', entry: e });
       if (rd.commitLsn !== null) writes.push({ t: 'commit', lsn: rd.commitLsn });
       this.disk.write(writes);
@@ -391,6 +425,7 @@ export class SimNode {
       for (const op of rd.coordinator) this.coordinatorOp(op);
       for (const s of rd.snapshotsToSend) {
         assert(m.appliedSeq === s.lsn.seq, 'snapshot of the applied state at its LSN');
+        this.stats.snapshotsSent += 1;
         this.hooks.sendPeer({
           type: 'snapshot',
           from: this.id,
@@ -434,8 +469,10 @@ export class SimNode {
       case 'claim-leadership':
         this.zkRequest(
           { op: 'claim', fromVersion: op.fromVersion, epoch: op.epoch, candidates: op.candidates },
-          (res) =>
-            this.step({ type: 'claim-result', round: op.round, epoch: op.epoch, ok: res.ok }),
+          (res) => {
+            if (res.ok) this.stats.electionsWon += 1;
+            this.step({ type: 'claim-result', round: op.round, epoch: op.epoch, ok: res.ok });
+          },
         );
         break;
       case 'resign-leadership':
@@ -456,6 +493,7 @@ export class SimNode {
     const lsn = this.lastAppliedLsn;
     assert(lsn.seq === model.appliedSeq, 'last applied LSN tracks the model');
     this.compacting = true;
+    this.stats.compactions += 1;
     this.disk.write([{ t: 'base', lsn, state: model.serialize() }]);
     const life = this.lifetime;
     this.disk.afterDurable(() =>

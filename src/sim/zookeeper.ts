@@ -265,6 +265,12 @@ export class SimZooKeeper {
     for (const [id, s] of this.sessions) if (s.expired && !s.alive()) this.sessions.delete(id);
   }
 
+  /** Scenario setup: the state a cluster that already ran would have left. */
+  seed(state: { epoch: number; incarnations: Record<NodeId, number> }): void {
+    this.epoch = { value: state.epoch, version: state.epoch };
+    for (const [id, inc] of Object.entries(state.incarnations)) this.incarnations.set(id, inc);
+  }
+
   currentEpoch(): number {
     return this.epoch.value;
   }
