@@ -450,8 +450,16 @@ class TransactionPhase {
         : 0;
     const perOp = (ms: number | null) =>
       ms === null || inWindow === 0 ? null : Math.round((ms / inWindow) * 10_000) / 10_000;
-    // Operation i is intended at t0 + i/rate: those strictly before the window's end.
-    const intended = Math.ceil(((windowEnd - this.t0) / 1000) * o.targetOpsPerSec);
+    // Operation i is intended at t0 + i/rate: count those strictly before the window's end
+    // with the very expression the schedule uses (a plain ceil can be off by one in floating
+    // point and report a phantom backlog).
+    let intended = 0;
+    if (o.targetOpsPerSec > 0) {
+      const intervalMs = 1000 / o.targetOpsPerSec;
+      intended = Math.ceil((windowEnd - this.t0) / intervalMs);
+      while (intended > 0 && this.t0 + (intended - 1) * intervalMs >= windowEnd) intended--;
+      while (this.t0 + intended * intervalMs < windowEnd) intended++;
+    }
     return {
       measurement: this.measurement,
       startTimeMs,
