@@ -10,6 +10,8 @@ import type { ValidGet, ValidReadRow, ValidScan } from './validate.js';
 export interface CallContext {
   /** Absolute deadline on `performance.now()`'s clock. */
   readonly deadlineMs: number;
+  /** The request was forwarded by another node: answer it here, never forward it again. */
+  readonly forwarded?: boolean;
 }
 
 export interface CellValue {

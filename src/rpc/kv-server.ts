@@ -82,7 +82,10 @@ function deleteResponse(result: ApplyResult): DeleteResponse {
 
 function writeRowResponse(result: ApplyResult): WriteRowResponse {
   if (!result.ok) throw mismatch(result);
-  return { versions: result.versions.map((v) => BigInt(v)) };
+  return {
+    versions: result.versions.map((v) => BigInt(v)),
+    previousVersions: result.previousVersions.map((v) => BigInt(v)),
+  };
 }
 
 function leaderOf(err: unknown): string | undefined {
@@ -282,7 +285,10 @@ export class KvEdge {
 
   private async sessionRequest(req: SessionRequest): Promise<SessionResponse> {
     const timeoutMs = req.timeoutMs > 0 ? req.timeoutMs : DEFAULT_REQUEST_TIMEOUT_MS;
-    const ctx: CallContext = { deadlineMs: performance.now() + timeoutMs };
+    const ctx: CallContext = {
+      deadlineMs: performance.now() + timeoutMs,
+      forwarded: req.forwarded,
+    };
     const op = req.op;
     if (op === undefined) throw new SkvError('invalid-argument', 'a session request carries no op');
     switch (op.$case) {

@@ -19,7 +19,13 @@ export type SessionOp = NonNullable<SessionRequest['op']>;
 export type SessionResult = Exclude<NonNullable<SessionResponse['result']>, { $case: 'error' }>;
 
 export interface NodeTransport {
-  call(address: string, op: SessionOp, timeoutMs: number): Promise<SessionResult>;
+  /** `forwarded`: a node forwarding a client's request to the range leader (one hop only). */
+  call(
+    address: string,
+    op: SessionOp,
+    timeoutMs: number,
+    forwarded?: boolean,
+  ): Promise<SessionResult>;
   rangeMap(address: string, timeoutMs: number): Promise<RangeMapResponse>;
   scan(address: string, req: ScanRequest, timeoutMs: number): AsyncIterable<ScanResponse>;
   close(): void;
@@ -37,8 +43,13 @@ export class GrpcNodeTransport implements NodeTransport {
     return ch;
   }
 
-  async call(address: string, op: SessionOp, timeoutMs: number): Promise<SessionResult> {
-    const result = await this.channel(address).call(op, timeoutMs);
+  async call(
+    address: string,
+    op: SessionOp,
+    timeoutMs: number,
+    forwarded = false,
+  ): Promise<SessionResult> {
+    const result = await this.channel(address).call(op, timeoutMs, forwarded);
     if (result.$case === 'error') throw new SkvError('internal', 'unexpected error result');
     return result;
   }

@@ -92,7 +92,7 @@ export class SessionChannel {
   }
 
   /** Sends one request; resolves with its result or rejects with an SkvError. */
-  async call(op: Op, timeoutMs: number): Promise<Result> {
+  async call(op: Op, timeoutMs: number, forwarded = false): Promise<Result> {
     if (this.closed) throw new SkvError('closed', `session to ${this.address} is closed`);
     const deadline = performance.now() + timeoutMs;
     while (this.pending.size >= SESSION_CLIENT_INFLIGHT_MAX) {
@@ -113,7 +113,7 @@ export class SessionChannel {
         Math.max(1, deadline - performance.now()),
       );
       this.pending.set(id, { resolve, reject, timer, stream });
-      this.outbox.push({ id, timeoutMs: Math.ceil(timeoutMs), op });
+      this.outbox.push({ id, timeoutMs: Math.ceil(timeoutMs), op, forwarded });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => this.flush());
