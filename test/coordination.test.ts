@@ -14,6 +14,7 @@ import {
   ZooKeeperCoordinator,
   type ZooKeeperCoordinatorOptions,
 } from '../src/coordination/zookeeper/zk-coordinator.js';
+import { txVersion, ZK } from '../src/coordination/zookeeper/zk-session.js';
 import type { SkvError } from '../src/core/errors.js';
 import { lsn } from '../src/core/lsn.js';
 import { startWithholdingProxy } from './support/zk-withholding-proxy.js';
@@ -253,8 +254,8 @@ describe('ZooKeeperCoordinator', () => {
     b.watchRounds(0, rounds.push);
     await rounds.until((r) => r === 0);
 
-    // Two concurrent starters from round 0 (the election znode is at version 0, the case the
-    // client library's multi gets wrong without txVersion): exactly one round 1.
+    // Two concurrent starters from round 0: exactly one round 1 (the round znode's fixed name
+    // and the versioned setData of `election` each refuse the second).
     const starts = await Promise.all([a.startRound(0, 0), b.startRound(0, 0)]);
     expect(starts.filter((s) => s.ok)).toHaveLength(1);
     expect(starts.find((s) => !s.ok)).toEqual({ ok: false, reason: 'superseded', newest: 1 });
@@ -314,6 +315,24 @@ describe('ZooKeeperCoordinator', () => {
     await seen.until((l) => l?.nodeId === 'n2', 5000, 'leader n2');
     expect(await b.resignLeader(0)).toBe(true);
     expect(await b.readLeader(0)).toBeNull();
+  });
+
+  it('txVersion keeps an expected version 0 in a multi (the library turns 0 into "any")', async () => {
+    const cluster = freshCluster();
+    const a = await coordinator(cluster);
+    await a.initCluster(rangeMap(['n1', 'n2', 'n3'], []));
+    const path = a.layout.epoch(0);
+    expect(await a.casEpoch(0, 0, 1)).toMatchObject({ ok: true, version: 1 });
+    const multiSetAtVersion0 = (fix: boolean) =>
+      a.session.request('multi', (c, cb) => {
+        const tx = c.transaction().setData(path, Buffer.from('5'), 0);
+        if (fix) txVersion(tx, 0);
+        tx.commit((e, results) => cb(e, results));
+      });
+    expect(await multiSetAtVersion0(true)).toEqual({ ok: false, code: ZK.BAD_VERSION });
+    // Without the fix the stale write goes through: the library bug txVersion exists for.
+    expect((await multiSetAtVersion0(false)).ok).toBe(true);
+    expect((await a.readEpoch(0)).epoch).toBe(5);
   });
 
   it('every operation completes promptly: 50 of each, p99 under 500 ms (measured)', async () => {
