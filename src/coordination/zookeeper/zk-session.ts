@@ -41,9 +41,11 @@
 //      every later nudge, and the op waited for the ping after all (seen in the test, 2001 ms).
 //   2. every request has a deadline, so an election never waits on a stuck reply forever.
 // test/coordination.test.ts proves (1) against a proxy that withholds every reply until the
-// client sends its next packet (the reported behaviour, modelled): without the nudge a setData
-// there takes one ping interval; with it, about nudgeAfterMs. It also measures every operation
-// in loops of 50 against the real server (figures in the test output and the report).
+// client sends its next packet (the reported behaviour, modelled; session 6000 ms, so the
+// library pings after 2000 ms idle): casEpoch took 2000.1–2003.6 ms without the nudge and
+// 100.3–103.6 ms with nudgeAfterMs 100. Against the real server, loops of 50 of every
+// Coordinator call (session 2000 ms, with the nudge on) measured p99 2.6–17.0 ms on a quiet
+// machine and p99 ≤ 174.6 ms (writeLeader) at load average ~10; no nudge was needed there.
 
 import zookeeper from 'node-zookeeper-client';
 import { assert } from '../../core/assert.js';
