@@ -487,6 +487,12 @@ describe('ZooKeeperCoordinator session expiry', () => {
       // from us; we gave up leadership strictly before that.
       expect(unsafeAfterMs).toBeLessThan(a.sessionTimeoutMs);
       await events.until((e) => e.kind === 'disconnected', 5000, 'disconnected');
+      // Disconnected: calls fail at once instead of being queued for a later reconnect.
+      const t0 = performance.now();
+      await expect(
+        a.writeLeader(0, { nodeId: 'n1', address: '127.0.0.1:7001', epoch: 9 }),
+      ).rejects.toMatchObject({ code: 'unavailable' });
+      expect(performance.now() - t0).toBeLessThan(50);
       await new Promise((r) => setTimeout(r, 2 * a.sessionTimeoutMs)); // stay frozen
     } finally {
       zk.zk.signal('SIGCONT');

@@ -9,6 +9,8 @@
 // - Events of a replaced client (after expiry or close) are ignored: `current` is checked.
 //
 // node-zookeeper-client 1.1.3 facts this relies on or works around (read in its source):
+// - Its connect timeout is cleared once TCP connects, so a lost connect request hangs the
+//   attempt forever; the heartbeat restarts attempts that take longer than leadershipGraceMs.
 // - It has no read timeout: against a server that is stopped (not dead), the socket stays open,
 //   pings go unanswered and it never reports `disconnected`. The heartbeat below notices the
 //   silence and, after leadershipGraceMs without contact, destroys the socket so that the
@@ -99,6 +101,7 @@ export class ZkSession {
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private heartbeatInFlight = false;
   private lastForcedReconnectMs = Number.NEGATIVE_INFINITY;
+  private notConnectedSinceMs = 0;
   private nudgesOutstanding = 0;
   private lastNudgeMs = Number.NEGATIVE_INFINITY;
   private closed = false;
@@ -243,8 +246,13 @@ export class ZkSession {
   ): Promise<ZkReply<T>> {
     if (this.closed) return Promise.reject(new ClosedError('coordinator'));
     const handle = this.current;
-    if (handle === null) {
-      return Promise.reject(new SkvError('unavailable', `${what}: no ZooKeeper session`));
+    // Fail fast unless connected. The library would otherwise queue the request and send it
+    // after a reconnect, long after its caller got `deadline-exceeded` and moved on: a queued
+    // writeLeader could then create a leader znode for a node that had given up.
+    if (handle === null || this.state !== 'connected') {
+      return Promise.reject(
+        new SkvError('unavailable', `${what}: ZooKeeper session is ${this.state}`),
+      );
     }
     const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
     this.stats.requests += 1;
@@ -333,7 +341,16 @@ export class ZkSession {
 
   private heartbeat(): void {
     const handle = this.current;
-    if (handle === null || handle.dead || this.state !== 'connected') return;
+    if (handle === null || handle.dead) return;
+    if (this.state !== 'connected') {
+      // The library clears its connect timeout when TCP connects, so a connect request lost
+      // in a partition leaves it waiting forever for the reply (its issue #57). Restart any
+      // connection attempt that has not produced a session within a grace period.
+      if (performance.now() - this.notConnectedSinceMs >= this.leadershipGraceMs) {
+        this.forceReconnect(handle);
+      }
+      return;
+    }
     if (this.msSinceLastContact() >= this.leadershipGraceMs) {
       // No reply for 2/3 of the session: the server is gone or stopped. Drop the connection so
       // the library reconnects (and learns of an expiry); the Java client does the same.
@@ -372,6 +389,7 @@ export class ZkSession {
     };
     this.current = handle;
     this.state = 'connecting';
+    this.notConnectedSinceMs = performance.now();
     client.on('state', (state: zookeeper.State) =>
       this.onClientState(handle, state, previousSessionId),
     );
@@ -403,6 +421,7 @@ export class ZkSession {
       case zookeeper.State.DISCONNECTED.code:
         if (this.state === 'connected') {
           this.state = 'disconnected';
+          this.notConnectedSinceMs = performance.now();
           this.emit({ kind: 'disconnected', sessionId: sessionId() });
         }
         return;
