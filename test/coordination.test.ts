@@ -188,6 +188,62 @@ describe('ZooKeeperCoordinator', () => {
     expect(await a.casEpoch(7, 0, 1)).toEqual({ ok: false, reason: 'not-found' });
   });
 
+  it('a leadership claim moves the epoch and writes the leader atomically, or changes nothing', async () => {
+    const cluster = freshCluster();
+    const a = await coordinator(cluster);
+    const b = await coordinator(cluster);
+    await a.initCluster(rangeMap(['n1', 'n2', 'n3'], []));
+    await a.createIncarnation('n1', 1);
+    await a.createIncarnation('n2', 1);
+    const epochs = new Inbox<{ epoch: number; version: number }>();
+    b.watchEpoch(0, epochs.push);
+    const start = await epochs.until((e) => e.epoch === 0, 5000, 'epoch 0');
+    // The candidacy publishes into round = current epoch, creating the round on demand.
+    const pub = await a.publishCandidacy(0, start.epoch, {
+      nodeId: 'n1',
+      lastLsn: lsn(0, 0),
+      voter: true,
+      incarnation: 1,
+    });
+    expect(pub.ok).toBe(true);
+    const counted = [
+      { nodeId: 'n1', incarnation: 1 },
+      { nodeId: 'n2', incarnation: 1 },
+    ];
+    const leader = { nodeId: 'n1', address: '127.0.0.1:1', epoch: 1 };
+    // A changed incarnation (n2 lost its disk since) voids the claim: nothing moves.
+    expect(
+      await a.claimLeadership(0, {
+        fromVersion: start.version,
+        epoch: 1,
+        candidates: [counted[0]!, { nodeId: 'n2', incarnation: 0 }],
+        leader,
+      }),
+    ).toBe(false);
+    expect(await a.readLeader(0)).toBeNull();
+    expect(
+      await a.claimLeadership(0, {
+        fromVersion: start.version,
+        epoch: 1,
+        candidates: counted,
+        leader,
+      }),
+    ).toBe(true);
+    await epochs.until((e) => e.epoch === 1, 5000, 'epoch 1');
+    expect(await b.readLeader(0)).toEqual(leader);
+    // A second claim from the same round (stale version) changes nothing.
+    expect(
+      await b.claimLeadership(0, {
+        fromVersion: start.version,
+        epoch: 1,
+        candidates: counted,
+        leader: { ...leader, nodeId: 'n2' },
+      }),
+    ).toBe(false);
+    expect(await b.readLeader(0)).toEqual(leader);
+    expect((await b.readEpoch(0)).epoch).toBe(1);
+  });
+
   it('incarnation is created once and changed only by compare-and-set', async () => {
     const cluster = freshCluster();
     const a = await coordinator(cluster);
@@ -220,6 +276,7 @@ describe('ZooKeeperCoordinator', () => {
       nodeId: 'n2',
       lastLsn: lsn(1, 7),
       voter: true,
+      incarnation: 1,
     });
     const first = await seen.until((l) => l.length === 1, 5000, 'one candidate');
     expect(first.map((x) => x.nodeId)).toEqual(['n2']); // 1 of 3: no majority yet
@@ -227,6 +284,7 @@ describe('ZooKeeperCoordinator', () => {
       nodeId: 'n1',
       lastLsn: lsn(1, 9),
       voter: true,
+      incarnation: 1,
     });
     expect(pb.ok && pa.ok).toBe(true);
     const two = await seen.until((l) => l.length === 2, 5000, 'two candidates');
@@ -236,7 +294,12 @@ describe('ZooKeeperCoordinator', () => {
     expect(two.every((x) => x.voter)).toBe(true);
 
     // A retried publish by the same node never makes it count twice.
-    await a.publishCandidacy(0, round, { nodeId: 'n1', lastLsn: lsn(1, 9), voter: true });
+    await a.publishCandidacy(0, round, {
+      nodeId: 'n1',
+      lastLsn: lsn(1, 9),
+      voter: true,
+      incarnation: 1,
+    });
     expect((await c.readCandidates(0, round)).map((x) => x.nodeId)).toEqual(['n2', 'n1']);
 
     // A candidate's ephemeral vanishes with its session.
@@ -261,8 +324,18 @@ describe('ZooKeeperCoordinator', () => {
     expect(starts.find((s) => !s.ok)).toEqual({ ok: false, reason: 'superseded', newest: 1 });
     await rounds.until((r) => r === 1, 5000, 'round 1');
 
-    await a.publishCandidacy(0, 1, { nodeId: 'n1', lastLsn: lsn(1, 3), voter: true });
-    await b.publishCandidacy(0, 1, { nodeId: 'n2', lastLsn: lsn(1, 2), voter: true });
+    await a.publishCandidacy(0, 1, {
+      nodeId: 'n1',
+      lastLsn: lsn(1, 3),
+      voter: true,
+      incarnation: 1,
+    });
+    await b.publishCandidacy(0, 1, {
+      nodeId: 'n2',
+      lastLsn: lsn(1, 2),
+      voter: true,
+      incarnation: 1,
+    });
     expect(await a.readCandidates(0, 1)).toHaveLength(2);
 
     expect(await a.startRound(0, 1)).toEqual({ ok: true, round: 2 });
@@ -270,7 +343,12 @@ describe('ZooKeeperCoordinator', () => {
     const fresh = new Inbox<Candidate[]>();
     b.watchCandidates(0, 2, fresh.push);
     await fresh.until((l) => l.length === 0, 5000, 'an empty fresh round');
-    await b.publishCandidacy(0, 2, { nodeId: 'n2', lastLsn: lsn(1, 2), voter: false });
+    await b.publishCandidacy(0, 2, {
+      nodeId: 'n2',
+      lastLsn: lsn(1, 2),
+      voter: false,
+      incarnation: 1,
+    });
     const inFresh = await fresh.until((l) => l.length === 1, 5000, 'n2 in round 2');
     expect(inFresh.map((x) => [x.nodeId, x.voter])).toEqual([['n2', false]]);
     // A late start from a stale view is refused.
@@ -279,8 +357,16 @@ describe('ZooKeeperCoordinator', () => {
     // Cleanup removes old rounds (live candidates included) but never the newest.
     expect(await a.cleanupRounds(0, 1)).toBe(1);
     expect(await a.readCandidates(0, 1)).toEqual([]);
+    // A round below the current epoch is over: publishing there is refused, not recreated.
+    const e = await a.readEpoch(0);
+    expect(await a.casEpoch(0, e.version, 2)).toMatchObject({ ok: true });
     expect(
-      await a.publishCandidacy(0, 1, { nodeId: 'n1', lastLsn: lsn(1, 3), voter: true }),
+      await a.publishCandidacy(0, 1, {
+        nodeId: 'n1',
+        lastLsn: lsn(1, 3),
+        voter: true,
+        incarnation: 1,
+      }),
     ).toEqual({ ok: false, reason: 'round-gone' });
     expect((await a.readCandidates(0, 2)).map((x) => x.nodeId)).toEqual(['n2']);
     expect(await a.cleanupRounds(0, 1)).toBe(0);
@@ -359,7 +445,12 @@ describe('ZooKeeperCoordinator', () => {
         if (r.ok) round = r.round;
       });
       await time('publishCandidacy', () =>
-        b.publishCandidacy(0, round, { nodeId: 'n2', lastLsn: lsn(1, i), voter: true }),
+        b.publishCandidacy(0, round, {
+          nodeId: 'n2',
+          lastLsn: lsn(1, i),
+          voter: true,
+          incarnation: 1,
+        }),
       );
       await time('readCandidates', () => a.readCandidates(0, round));
       await time('writeLeader', () =>

@@ -90,6 +90,12 @@ export interface CandidateData {
   readonly lastLsn: Lsn;
   /** False for a node rebuilding after a lost disk (PML§5.1): it is listed but must not count. */
   readonly voter: boolean;
+  /**
+   * The node's incarnation when it published (nodes-meta/<id>/incarnation): a claim that counts
+   * this candidacy checks the incarnation is unchanged, so a candidacy of a node's previous life
+   * (before it lost its disk) can never be claimed on.
+   */
+  readonly incarnation: number;
 }
 
 export interface Candidate extends CandidateData {
@@ -111,6 +117,19 @@ export interface LeaderInfo {
   readonly nodeId: NodeId;
   readonly address: string;
   readonly epoch: number;
+}
+
+/**
+ * What the winner of election round `epoch - 1` claims, atomically (one ZooKeeper multi): every
+ * counted candidate's incarnation is unchanged, the epoch counter moves from `fromVersion` to
+ * `epoch`, and the ephemeral leader znode is created. So "epoch moved but no leader znode" or "a
+ * leader znode of a stale round" never happen (DESIGN.md §5 rule 3).
+ */
+export interface LeadershipClaim {
+  readonly fromVersion: number;
+  readonly epoch: number;
+  readonly candidates: readonly { readonly nodeId: NodeId; readonly incarnation: number }[];
+  readonly leader: LeaderInfo;
 }
 
 export type WriteLeaderResult =
@@ -153,6 +172,10 @@ export interface Coordinator {
   // Epochs: ranges/<rangeId>/epoch, changed only by a versioned setData (DESIGN.md §5 rule 2).
   readEpoch(rangeId: RangeId): Promise<EpochRead>;
   casEpoch(rangeId: RangeId, expectedVersion: number, newEpoch: number): Promise<CasResult>;
+  /** Delivers the epoch counter and its version on every change. */
+  watchEpoch(rangeId: RangeId, listener: (epoch: EpochRead) => void): Unsubscribe;
+  /** True if the claim took effect; false if any of its checks failed (nothing changed). */
+  claimLeadership(rangeId: RangeId, claim: LeadershipClaim): Promise<boolean>;
 
   // Election rounds: ranges/<rangeId>/election/<round>/c- (DESIGN.md §5 rule 3).
   /** The newest round, or 0 when no round was ever started. */
@@ -164,6 +187,7 @@ export interface Coordinator {
   startRound(rangeId: RangeId, afterRound: number): Promise<StartRoundResult>;
   /** Delivers the newest round number on every change. */
   watchRounds(rangeId: RangeId, listener: (newest: number) => void): Unsubscribe;
+  /** Creates the round's znode when it does not exist yet (rounds named by epoch). */
   publishCandidacy(rangeId: RangeId, round: number, data: CandidateData): Promise<PublishResult>;
   /**
    * Delivers the round's candidates sorted by sequence, one per node (a node's earliest

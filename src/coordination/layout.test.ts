@@ -34,7 +34,7 @@ describe('layout', () => {
     );
     expect(() => layout.range(-1)).toThrow(expect.objectContaining({ code: 'invalid-argument' }));
     expect(() => new Layout('a/b')).toThrow(expect.objectContaining({ code: 'invalid-argument' }));
-    expect(() => roundName(0)).toThrow(expect.objectContaining({ code: 'invalid-argument' }));
+    expect(() => roundName(-1)).toThrow(expect.objectContaining({ code: 'invalid-argument' }));
   });
 
   it('round names sort as numbers and parse back; foreign names are not rounds', () => {
@@ -63,11 +63,12 @@ describe('layout', () => {
       members: ['n1', 'n2', 'n3'],
     });
     expect(decodeRange(3, encoded, 'p')).toEqual(range);
-    const candidate = { nodeId: 'n2', lastLsn: lsn(4, 17), voter: false };
+    const candidate = { nodeId: 'n2', lastLsn: lsn(4, 17), voter: false, incarnation: 2 };
     expect(JSON.parse(encodeCandidate(candidate).toString())).toEqual({
       nodeId: 'n2',
       lastLsn: '4.17',
       voter: false,
+      incarnation: 2,
     });
     expect(decodeCandidate(encodeCandidate(candidate), 'p')).toEqual(candidate);
     const leader = { nodeId: 'n1', address: '127.0.0.1:7001', epoch: 9 };

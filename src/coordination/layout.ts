@@ -15,7 +15,8 @@
 //                                                      none yet; bumped by a versioned setData
 //   ranges/<rangeId>/election/<round>      persistent  empty; <round> is 10 zero-padded digits
 //   ranges/<rangeId>/election/<round>/c-<seq>  ephemeral sequential
-//                                          JSON {"nodeId", "lastLsn": "e.seq", "voter": bool}
+//                                          JSON {"nodeId", "lastLsn": "e.seq", "voter": bool,
+//                                                "incarnation": int}
 //   ranges/<rangeId>/leader                ephemeral   JSON {"nodeId", "address", "epoch"}
 
 import { assert } from '../core/assert.js';
@@ -96,7 +97,8 @@ function checkRangeId(rangeId: RangeId): RangeId {
 }
 
 export function roundName(round: number): string {
-  if (!Number.isInteger(round) || round < 1 || round > ROUND_MAX) {
+  // Round 0 is the election of a range's first leader (rounds are named by the epoch they end).
+  if (!Number.isInteger(round) || round < 0 || round > ROUND_MAX) {
     throw new InvalidArgumentError(`bad election round ${round}`);
   }
   return String(round).padStart(ROUND_DIGITS, '0');
@@ -223,22 +225,30 @@ export function decodeRange(
 
 export function encodeCandidate(data: CandidateData): Buffer {
   checkNodeId(data.nodeId);
-  return encodeJson({ nodeId: data.nodeId, lastLsn: formatLsn(data.lastLsn), voter: data.voter });
+  return encodeJson({
+    nodeId: data.nodeId,
+    lastLsn: formatLsn(data.lastLsn),
+    voter: data.voter,
+    incarnation: data.incarnation,
+  });
 }
 
 export function decodeCandidate(data: Buffer | undefined, path: string): CandidateData {
   const obj = decodeJson(data, path);
-  const { nodeId, lastLsn, voter } = obj;
+  const { nodeId, lastLsn, voter, incarnation } = obj;
   if (
     typeof nodeId !== 'string' ||
     !isValidNodeId(nodeId) ||
     typeof lastLsn !== 'string' ||
-    typeof voter !== 'boolean'
+    typeof voter !== 'boolean' ||
+    typeof incarnation !== 'number' ||
+    !Number.isInteger(incarnation) ||
+    incarnation < 0
   ) {
     throw new CorruptionError(`znode ${path} is not a candidate`, path);
   }
   try {
-    return { nodeId, lastLsn: parseLsn(lastLsn), voter };
+    return { nodeId, lastLsn: parseLsn(lastLsn), voter, incarnation };
   } catch {
     throw new CorruptionError(`znode ${path}: bad lastLsn ${JSON.stringify(lastLsn)}`, path);
   }

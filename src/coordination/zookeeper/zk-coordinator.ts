@@ -30,6 +30,7 @@ import type {
   EpochRead,
   IncarnationRead,
   LeaderInfo,
+  LeadershipClaim,
   NodeInfo,
   PublishResult,
   RangeMap,
@@ -307,6 +308,46 @@ export class ZooKeeperCoordinator implements Coordinator {
     );
   }
 
+  watchEpoch(rangeId: RangeId, listener: (epoch: EpochRead) => void): Unsubscribe {
+    return this.watch(async (w) => {
+      const path = this.layout.epoch(rangeId);
+      const value = await this.checked('watchEpoch', path, this.getData(path, w));
+      return { epoch: decodeCounter(value.data, path), version: value.stat.version };
+    }, listener);
+  }
+
+  async claimLeadership(rangeId: RangeId, claim: LeadershipClaim): Promise<boolean> {
+    checkEpoch(claim.epoch);
+    const checks: { path: string; version: number }[] = [];
+    for (const c of claim.candidates) {
+      const inc = await this.readIncarnation(c.nodeId);
+      if (inc === null || inc.incarnation !== c.incarnation) return false;
+      checks.push({ path: this.layout.incarnation(c.nodeId), version: inc.version });
+    }
+    const epochPath = this.layout.epoch(rangeId);
+    const reply = await this.multi('claimLeadership', (tx) => {
+      for (const ch of checks) txVersion(tx.check(ch.path, ch.version), ch.version);
+      txVersion(
+        tx.setData(epochPath, encodeCounter(claim.epoch), claim.fromVersion),
+        claim.fromVersion,
+      );
+      tx.create(
+        this.layout.leader(rangeId),
+        encodeLeader(claim.leader),
+        zookeeper.CreateMode.EPHEMERAL,
+      );
+    });
+    if (reply.ok) return true;
+    if (
+      reply.code === ZK.BAD_VERSION ||
+      reply.code === ZK.NODE_EXISTS ||
+      reply.code === ZK.NO_NODE
+    ) {
+      return false;
+    }
+    throw unexpected('claimLeadership', epochPath, reply.code);
+  }
+
   // --- election rounds ----------------------------------------------------------------------
 
   async currentRound(rangeId: RangeId): Promise<number> {
@@ -349,11 +390,16 @@ export class ZooKeeperCoordinator implements Coordinator {
     data: CandidateData,
   ): Promise<PublishResult> {
     const prefix = this.layout.candidatePrefix(rangeId, round);
-    const reply = await this.create(
-      prefix,
-      encodeCandidate(data),
-      zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL,
-    );
+    const publish = () =>
+      this.create(prefix, encodeCandidate(data), zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL);
+    let reply = await publish();
+    if (!reply.ok && reply.code === ZK.NO_NODE) {
+      // Rounds are named by the epoch they elect a successor to: the first candidate of a round
+      // creates it; a round below the current epoch is over and never comes back.
+      if (round < (await this.readEpoch(rangeId)).epoch) return { ok: false, reason: 'round-gone' };
+      await this.ensurePersistent(this.layout.round(rangeId, round));
+      reply = await publish();
+    }
     if (!reply.ok) {
       if (reply.code === ZK.NO_NODE) return { ok: false, reason: 'round-gone' };
       throw unexpected('publishCandidacy', prefix, reply.code);
