@@ -1,6 +1,78 @@
-// The `skv` command (DESIGN.md §3). The only place that wires real adapters together.
+// The `skv` command (DESIGN.md §3). The only place that wires real adapters together: the
+// ZooKeeper coordinator, the gRPC transport, the node, the client library.
+//
+// Every server flag has an environment variable (deploy/README.md lists them); a flag wins over
+// its variable, and the variable over the default.
 
-import { Command, CommanderError } from 'commander';
+import os from 'node:os';
+import { Command, CommanderError, Option } from 'commander';
+import { registerBenchCommand } from '../../bench/cli.js';
+import { connect, type SkvClient } from '../client/index.js';
+import { ZooKeeperCoordinator } from '../coordination/zookeeper/zk-coordinator.js';
+import { SkvError } from '../core/errors.js';
+import { formatBytes } from '../placement/bytes.js';
+import { parseSplitKeys } from '../placement/initial-map.js';
+import { checkHealth } from '../rpc/health-client.js';
+import { GrpcNodeTransport } from '../rpc/node-transport.js';
+import { SkvNode } from '../server/node.js';
+import { initCluster } from './cluster-init.js';
+import { runDev } from './dev.js';
+import { createLogger } from './logger.js';
+
+/** `skv cluster init` exits with this when a range map already exists (idempotent Jobs). */
+export const EXIT_ALREADY_INITIALISED = 3;
+
+function env(name: string): string | undefined {
+  const v = process.env[name];
+  return v === undefined || v === '' ? undefined : v;
+}
+
+function intOption(value: string, what: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0)
+    throw new SkvError('invalid-argument', `${what} must be a non-negative integer, got ${value}`);
+  return n;
+}
+
+/** `skv-3` (a StatefulSet pod) gives node id `n3`. */
+export function idFromHostname(hostname: string): string {
+  const m = /-(\d+)$/.exec(hostname);
+  if (m === null)
+    throw new SkvError('invalid-argument', `cannot derive a node id from hostname ${hostname}`);
+  return `n${m[1]}`;
+}
+
+function servers(opts: { servers?: string }): string[] {
+  const list = (opts.servers ?? env('SKV_SERVERS') ?? '127.0.0.1:7001')
+    .split(',')
+    .map((s) => s.trim());
+  return list.filter((s) => s !== '');
+}
+
+async function withClient<T>(
+  opts: { servers?: string; timeoutMs?: string },
+  fn: (c: SkvClient) => Promise<T>,
+): Promise<T> {
+  const client = connect({
+    servers: servers(opts),
+    timeoutMs: opts.timeoutMs === undefined ? 5000 : intOption(opts.timeoutMs, '--timeout-ms'),
+  });
+  try {
+    return await fn(client);
+  } finally {
+    client.close();
+  }
+}
+
+function clientOptions(cmd: Command): Command {
+  return cmd
+    .option('--servers <list>', 'comma-separated HOST:PORT of any nodes (env SKV_SERVERS)')
+    .option('--timeout-ms <n>', 'per-call deadline', '5000');
+}
+
+function show(b: Buffer): string {
+  return formatBytes(b);
+}
 
 export function buildProgram(): Command {
   const program = new Command('skv')
@@ -8,6 +80,304 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError()
     .exitOverride();
+
+  program
+    .command('server')
+    .description('run one node')
+    .addOption(new Option('--id <id>', 'node id').env('SKV_ID'))
+    .addOption(
+      new Option('--id-from-hostname', 'derive the id from the hostname (pod skv-3 → n3)').env(
+        'SKV_ID_FROM_HOSTNAME',
+      ),
+    )
+    .addOption(
+      new Option('--listen <host:port>', 'gRPC address to bind (clients, peers, health)')
+        .env('SKV_LISTEN')
+        .default('127.0.0.1:7001'),
+    )
+    .addOption(
+      new Option(
+        '--advertise <host:port>',
+        'address other nodes and clients use (default: --listen)',
+      ).env('SKV_ADVERTISE'),
+    )
+    .addOption(
+      new Option('--zk <connect>', 'ZooKeeper connect string')
+        .env('SKV_ZK')
+        .default('127.0.0.1:2181'),
+    )
+    .addOption(new Option('--data <dir>', 'data directory').env('SKV_DATA').default('./skv-data'))
+    .addOption(
+      new Option('--cluster <name>', 'cluster name (ZooKeeper root /skv/<name>)')
+        .env('SKV_CLUSTER')
+        .default('default'),
+    )
+    .addOption(
+      new Option('--session-timeout-ms <n>', 'ZooKeeper session timeout')
+        .env('SKV_SESSION_TIMEOUT_MS')
+        .default('2000'),
+    )
+    .addOption(
+      new Option('--tick-ms <n>', 'replication tick (commit period = 2 ticks)')
+        .env('SKV_TICK_MS')
+        .default('50'),
+    )
+    .addOption(
+      new Option('--memtable-bytes <n>', 'memtable size per range before a flush').env(
+        'SKV_MEMTABLE_BYTES',
+      ),
+    )
+    .addOption(new Option('--log-level <level>', 'log level').env('SKV_LOG_LEVEL').default('info'))
+    .addOption(
+      new Option('--shutdown-grace-ms <n>', 'on SIGTERM: time to hand leadership over')
+        .env('SKV_SHUTDOWN_GRACE_MS')
+        .default('10000'),
+    )
+    .addOption(
+      new Option('--metrics-listen <host:port>', 'Prometheus /metrics (not yet served)').env(
+        'SKV_METRICS_LISTEN',
+      ),
+    )
+    .addOption(
+      new Option(
+        '--unsafe-follower-strong-reads',
+        'TEST ONLY: serve strong reads at followers',
+      ).hideHelp(),
+    )
+    .addOption(
+      new Option(
+        '--unsafe-ack-before-durable',
+        'TEST ONLY: ack before the record is durable',
+      ).hideHelp(),
+    )
+    .action(async (o) => {
+      const id: string = o.idFromHostname ? idFromHostname(os.hostname()) : o.id;
+      if (id === undefined)
+        throw new SkvError('invalid-argument', 'give --id (or --id-from-hostname)');
+      const logger = createLogger(o.logLevel, { node: id });
+      const coordinator = new ZooKeeperCoordinator({
+        connectString: o.zk,
+        cluster: o.cluster,
+        sessionTimeoutMs: intOption(o.sessionTimeoutMs, '--session-timeout-ms'),
+      });
+      const node = await SkvNode.start(
+        {
+          id,
+          listen: o.listen,
+          ...(o.advertise === undefined ? {} : { advertise: o.advertise }),
+          dataDir: o.data,
+          cluster: o.cluster,
+          tickMs: intOption(o.tickMs, '--tick-ms'),
+          ...(o.memtableBytes === undefined
+            ? {}
+            : { memtableSizeBytesMax: intOption(o.memtableBytes, '--memtable-bytes') }),
+          unsafe: {
+            ...(o.unsafeFollowerStrongReads ? { followerStrongReads: true } : {}),
+            ...(o.unsafeAckBeforeDurable ? { ackBeforeDurable: true } : {}),
+          },
+        },
+        {
+          coordinator,
+          transport: new GrpcNodeTransport(),
+          log: (level, msg, fields) => logger[level](fields ?? {}, msg),
+        },
+      );
+      await new Promise<void>((resolve) => {
+        let stopping = false;
+        const stop = (signal: string) => {
+          if (stopping) return;
+          stopping = true;
+          logger.info({ signal }, 'stopping');
+          node
+            .shutdown(intOption(o.shutdownGraceMs, '--shutdown-grace-ms'))
+            .catch((err: unknown) => logger.error({ error: String(err) }, 'shutdown failed'))
+            .finally(resolve);
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+        // A parent that holds our stdin (tests, `skv dev`) dies: so do we.
+        if (process.env.SKV_EXIT_ON_STDIN_CLOSE === '1') {
+          process.stdin.on('end', () => stop('stdin closed'));
+          process.stdin.on('close', () => stop('stdin closed'));
+          process.stdin.resume();
+        }
+      });
+    });
+
+  const cluster = program.command('cluster').description('cluster administration');
+  cluster
+    .command('init')
+    .description('write the range map once (chained declustering); refuses to overwrite one')
+    .addOption(
+      new Option('--zk <connect>', 'ZooKeeper connect string')
+        .env('SKV_ZK')
+        .default('127.0.0.1:2181'),
+    )
+    .addOption(new Option('--cluster <name>', 'cluster name').env('SKV_CLUSTER').default('default'))
+    .requiredOption('--nodes <ids>', 'node ids in ring order, e.g. n0,n1,n2')
+    .option('--ranges <n>', 'split the key space into N ranges (default: one per node)')
+    .option('--split-keys <keys>', 'explicit split keys a,b,... (instead of --ranges)')
+    .action(async (o) => {
+      const nodes = String(o.nodes)
+        .split(',')
+        .map((s: string) => s.trim())
+        .filter((s: string) => s !== '');
+      if (o.ranges !== undefined && o.splitKeys !== undefined) {
+        throw new SkvError('invalid-argument', 'give --ranges or --split-keys, not both');
+      }
+      const split =
+        o.splitKeys !== undefined
+          ? { splitKeys: parseSplitKeys(o.splitKeys) }
+          : { ranges: o.ranges === undefined ? nodes.length : intOption(o.ranges, '--ranges') };
+      let map: Awaited<ReturnType<typeof initCluster>>;
+      try {
+        map = await initCluster(o.zk, o.cluster, nodes, split);
+      } catch (err) {
+        if (err instanceof SkvError && err.code === 'already-exists') {
+          console.error(`skv: cluster ${o.cluster} already has a range map; nothing changed`);
+          throw new CommanderError(EXIT_ALREADY_INITIALISED, 'skv.already', 'already initialised');
+        }
+        throw err;
+      }
+      for (const r of map.ranges) {
+        const end = r.end.length === 0 ? '∞' : show(Buffer.from(r.end));
+        console.log(
+          `range ${r.rangeId}: [${show(Buffer.from(r.start))}, ${end}) on ${r.members.join(',')}`,
+        );
+      }
+    });
+
+  program
+    .command('dev')
+    .description(
+      'run a local ZooKeeper and N nodes on 127.0.0.1, initialised, with a demo; Ctrl-C stops all',
+    )
+    .option('--nodes <n>', 'number of nodes', '3')
+    .option('--ranges <n>', 'number of ranges', '3')
+    .option('--dir <dir>', 'working directory (default: a fresh temp dir)')
+    .option('--base-port <port>', 'first node port', '7001')
+    .option('--no-demo', 'skip the demo writes and reads')
+    .option('--exit-after-demo', 'stop everything after the demo (for scripts and tests)')
+    .action(async (o) => {
+      await runDev({
+        nodes: intOption(o.nodes, '--nodes'),
+        ranges: intOption(o.ranges, '--ranges'),
+        dir: o.dir,
+        basePort: intOption(o.basePort, '--base-port'),
+        demo: o.demo !== false,
+        exitAfterDemo: o.exitAfterDemo === true,
+      });
+    });
+
+  clientOptions(
+    program.command('get').description('read a column').argument('<key>').argument('<column>'),
+  )
+    .option('--timeline', 'timeline read (any replica; maybe stale, never uncommitted)')
+    .action(async (key: string, column: string, o) => {
+      await withClient(o, async (c) => {
+        const r = await c.get(key, column, { timeline: o.timeline === true });
+        if (!r.found) {
+          console.log('(not found)');
+          process.exitCode = 1;
+          return;
+        }
+        console.log(`${r.value.toString('utf8')}\t(version ${r.version})`);
+      });
+    });
+
+  clientOptions(
+    program
+      .command('put')
+      .description('write a column')
+      .argument('<key>')
+      .argument('<column>')
+      .argument('<value>'),
+  )
+    .option('--if-version <v>', 'conditional put: only if the current version is V (0 = absent)')
+    .action(async (key: string, column: string, value: string, o) => {
+      await withClient(o, async (c) => {
+        const v = await c.put(
+          key,
+          column,
+          value,
+          o.ifVersion === undefined ? {} : { ifVersion: intOption(o.ifVersion, '--if-version') },
+        );
+        console.log(`version ${v}`);
+      });
+    });
+
+  clientOptions(
+    program.command('del').description('delete a column').argument('<key>').argument('<column>'),
+  )
+    .option('--if-version <v>', 'conditional delete: only if the current version is V')
+    .action(async (key: string, column: string, o) => {
+      await withClient(o, async (c) => {
+        const r = await c.delete(
+          key,
+          column,
+          o.ifVersion === undefined ? {} : { ifVersion: intOption(o.ifVersion, '--if-version') },
+        );
+        console.log(r.found ? `deleted (was version ${r.version})` : '(not found)');
+      });
+    });
+
+  clientOptions(
+    program
+      .command('scan')
+      .description('list rows with START <= key < END')
+      .argument('[start]', 'first key', '')
+      .argument('[end]', 'end key (exclusive; empty = to the end)', ''),
+  )
+    .option('--limit <n>', 'rows at most', '100')
+    .option('--timeline', 'timeline reads')
+    .action(async (start: string, end: string, o) => {
+      await withClient(o, async (c) => {
+        for await (const row of c.scan(start, end === '' ? null : end, {
+          limit: intOption(o.limit, '--limit'),
+          timeline: o.timeline === true,
+        })) {
+          const cells = row.cells
+            .map((x) => `${show(x.column)}=${show(x.value)}@${x.version}`)
+            .join(' ');
+          console.log(`${show(row.key)}\t${cells}`);
+        }
+      });
+    });
+
+  clientOptions(
+    program.command('status').description('print every range: bounds, cohort, leader, epoch'),
+  ).action(async (o) => {
+    await withClient(o, async (c) => {
+      const map = await c.rangeMap();
+      const nodes = new Map(map.nodes.map((n) => [n.id, n.address]));
+      console.log(`nodes: ${[...nodes].map(([id, a]) => `${id}=${a}`).join(' ')}`);
+      console.log('range  start            end              members          leader  epoch');
+      for (const r of map.ranges) {
+        console.log(
+          [
+            String(r.rangeId).padEnd(6),
+            show(Buffer.from(r.start)).padEnd(16),
+            (r.end.length === 0 ? '∞' : show(Buffer.from(r.end))).padEnd(16),
+            r.members.join(',').padEnd(16),
+            (r.leader === '' ? '-' : r.leader).padEnd(7),
+            String(r.epoch),
+          ].join(' '),
+        );
+      }
+    });
+  });
+
+  program
+    .command('health')
+    .description('exit 0 iff the node answers the gRPC health check as SERVING')
+    .option('--addr <host:port>', 'node address', '127.0.0.1:7001')
+    .option('--service <name>', 'health service name ("" = the process, skv.v1.KV = can serve)', '')
+    .action(async (o) => {
+      const ok = await checkHealth(o.addr, o.service, 2000);
+      if (!ok) process.exitCode = 1;
+    });
+
+  registerBenchCommand(program);
   return program;
 }
 
@@ -15,9 +385,13 @@ export async function main(argv: readonly string[]): Promise<number> {
   const program = buildProgram();
   try {
     await program.parseAsync([...argv]);
-    return 0;
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
+    if (err instanceof SkvError) {
+      console.error(`skv: ${err.message} (${err.code})`);
+      return 1;
+    }
     console.error(`skv: ${err instanceof Error ? err.message : String(err)}`);
     return 1;
   }

@@ -428,11 +428,15 @@ export class ZooKeeperCoordinator implements Coordinator {
     watcher: Watcher | undefined,
   ): Promise<Candidate[]> {
     const dir = this.layout.round(rangeId, round);
-    const listed = await this.getChildren(dir, watcher);
-    if (!listed.ok) {
+    let listed = await this.getChildren(dir, watcher);
+    for (let attempt = 0; !listed.ok && attempt < READ_RETRIES_MAX; attempt++) {
       if (listed.code !== ZK.NO_NODE) throw unexpected('readCandidates', dir, listed.code);
-      return []; // no such round (not started yet, or cleaned up)
+      // No such round yet (rounds are created by their first candidate) or cleaned up: an exists
+      // watch fires when it is created (getChildren sets no watch on a missing znode).
+      if ((await this.exists(dir, watcher)) === null) return [];
+      listed = await this.getChildren(dir, watcher);
     }
+    if (!listed.ok) throw new SkvError('unavailable', `${dir} kept appearing and vanishing`);
     const named = listed.value.children
       .map((name) => ({ name, sequence: parseCandidateSequence(name) }))
       .filter((c): c is { name: string; sequence: number } => c.sequence !== null)

@@ -1,0 +1,42 @@
+// A client for the standard grpc.health.v1 service (used by `skv health` and the tests).
+
+import { credentials, loadPackageDefinition, type ServiceError } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { protoPath } from 'grpc-health-check';
+
+/** True iff `service` on `address` answers SERVING within `timeoutMs`. */
+export async function checkHealth(
+  address: string,
+  service: string,
+  timeoutMs: number,
+): Promise<boolean> {
+  const def = loadSync(protoPath, { keepCase: true, longs: String, enums: String, defaults: true });
+  const pkg = loadPackageDefinition(def) as unknown as {
+    grpc: {
+      health: {
+        v1: {
+          Health: new (a: string, c: ReturnType<typeof credentials.createInsecure>) => HealthStub;
+        };
+      };
+    };
+  };
+  const client = new pkg.grpc.health.v1.Health(address, credentials.createInsecure());
+  try {
+    return await new Promise<boolean>((resolve) => {
+      client.Check({ service }, { deadline: Date.now() + timeoutMs }, (err, res) => {
+        resolve(err === null && res?.status === 'SERVING');
+      });
+    });
+  } finally {
+    client.close();
+  }
+}
+
+interface HealthStub {
+  Check(
+    req: { service: string },
+    options: { deadline: number },
+    cb: (err: ServiceError | null, res?: { status: string }) => void,
+  ): void;
+  close(): void;
+}

@@ -1,0 +1,963 @@
+// One skv node (`skv server`): hosts every cohort the node belongs to and drives their cores over
+// the shared commit log (src/server/cohort.ts has the Ready contract), serves the public gRPC API
+// and the peer protocol on one port, and talks to ZooKeeper through the Coordinator port.
+//
+// Start-up (S§6.1 local recovery, PML §5.1 lost-disk detection):
+//   open the hard-state file, the commit log (recovery: checksums, torn tail) and the storage;
+//   connect to the coordinator, register the node; compare the incarnation marker in ZooKeeper
+//   with the local data: a marker with an empty data dir means the disk was lost, so the node
+//   bumps its incarnation and rejoins every cohort as a non-voter; wait for the range map; build
+//   each cohort's restored state (storage checkpoint + log entries after it + commit hint) and
+//   start its replica; then serve.
+//
+// Requests: any node accepts any request. Writes and strong reads go to the range leader (local,
+// or forwarded one hop with the `forwarded` flag so a request never bounces); timeline reads are
+// served by any member from its applied state (local if this node is a member).
+
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { Coordinator, LeaderInfo, RangeMap } from '../coordination/coordinator.js';
+import { assert } from '../core/assert.js';
+import { InvalidArgumentError, SkvError } from '../core/errors.js';
+import type { NodeId, RangeId } from '../core/ids.js';
+import { type Lsn, lsnEquals } from '../core/lsn.js';
+import { type ApplyResult, encodeRowMutation, type RowMutation } from '../core/mutation.js';
+import type { CommitLog } from '../log/index.js';
+import { CommitLog as CommitLogImpl } from '../log/index.js';
+import { compareBytes } from '../placement/bytes.js';
+import type { KeyRange, RangeMap as PlacementRangeMap } from '../placement/range-map.js';
+import { makeRangeMap, rangeForKey, rangesOverlapping } from '../placement/range-map.js';
+import type { Candidate, CoordinatorOp, Entry, Message } from '../replication/types.js';
+import type { CallContext, CellValue, GetResult, RangeMapView, RowResult } from '../rpc/backend.js';
+import { NotLeaderError } from '../rpc/backend.js';
+import type { PeerBatch } from '../rpc/generated/skv/peer/v1/peer.js';
+import { Consistency } from '../rpc/generated/skv/v1/kv.js';
+import { KvGrpcServer } from '../rpc/kv-server.js';
+import type { NodeTransport, SessionOp } from '../rpc/node-transport.js';
+import { decodePeerMessage, encodePeerMessage } from '../rpc/peer-codec.js';
+import { PeerLink } from '../rpc/peer-transport.js';
+import { RemoteError } from '../rpc/session-channel.js';
+import type { ValidGet, ValidReadRow, ValidScan } from '../rpc/validate.js';
+import {
+  decodeSnapshotChunk,
+  encodeSnapshotChunk,
+  type SnapshotCell,
+} from '../storage/encoding.js';
+import { NodeStorage } from '../storage/node-storage.js';
+import { Cohort } from './cohort.js';
+import { HardStateStore } from './hard-state-store.js';
+
+export interface NodeConfig {
+  readonly id: NodeId;
+  /** host:port to bind. */
+  readonly listen: string;
+  /** host:port others use (default: listen). */
+  readonly advertise?: string;
+  readonly dataDir: string;
+  readonly cluster: string;
+  /** How often the cores tick. */
+  readonly tickMs?: number;
+  /** Memtable size per range before a flush. */
+  readonly memtableSizeBytesMax?: number;
+  /** Deliberately unsafe switches for the fault suites (never in production). */
+  readonly unsafe?: { readonly ackBeforeDurable?: boolean; readonly followerStrongReads?: boolean };
+}
+
+export interface NodeDeps {
+  readonly coordinator: Coordinator;
+  /** Client-side transport used to forward requests to other nodes. */
+  readonly transport: NodeTransport;
+  readonly log?: (
+    level: 'info' | 'warn' | 'error',
+    msg: string,
+    fields?: Record<string, unknown>,
+  ) => void;
+  /** Fail-stop hook (default: log and exit the process with status 70). */
+  readonly onFatal?: (err: unknown) => void;
+}
+
+const NODE_MARKER = 'node.json';
+const SNAPSHOT_TRANSFER_BYTES_MAX = 4 * 1024 * 1024 * 1024;
+const GC_INTERVAL_MS = 5_000;
+const SCAN_PAGE_ROWS_MAX = 1000;
+
+interface SnapshotTransfer {
+  readonly transferId: bigint;
+  readonly lsn: Lsn;
+  readonly checksum: bigint;
+  readonly chunks: SnapshotCell[][];
+  bytes: number;
+  nextIndex: number;
+}
+
+function rangeToPlacement(map: RangeMap): PlacementRangeMap {
+  return makeRangeMap(
+    map.ranges.map((r) => ({
+      rangeId: r.rangeId,
+      start: r.start,
+      end: r.end,
+      members: [...r.members],
+    })),
+  );
+}
+
+export class SkvNode {
+  readonly id: NodeId;
+  private server: KvGrpcServer | null = null;
+  private readonly cohorts = new Map<RangeId, Cohort>();
+  private placement: PlacementRangeMap | null = null;
+  private readonly leaders = new Map<RangeId, LeaderInfo | null>();
+  private addresses = new Map<NodeId, string>();
+  private readonly links = new Map<NodeId, PeerLink>();
+  private readonly transfers = new Map<string, SnapshotTransfer>();
+  private nextTransferId = 1n;
+  private readonly unsubscribes: (() => void)[] = [];
+  private readonly timers: NodeJS.Timeout[] = [];
+  private incarnation = 0;
+  private sessionUp = false;
+  private leadershipSafe = false;
+  private mapVersion = 0;
+  private stopped = false;
+
+  private constructor(
+    private readonly config: NodeConfig,
+    private readonly deps: NodeDeps,
+    private readonly log: CommitLog,
+    private readonly storage: NodeStorage,
+    private readonly hardStates: HardStateStore,
+    private readonly hadLocalData: boolean,
+  ) {
+    this.id = config.id;
+  }
+
+  get address(): string {
+    return this.config.advertise ?? this.config.listen;
+  }
+
+  get port(): number {
+    return this.server?.port ?? 0;
+  }
+
+  private say(
+    level: 'info' | 'warn' | 'error',
+    msg: string,
+    fields?: Record<string, unknown>,
+  ): void {
+    this.deps.log?.(level, msg, { node: this.id, ...fields });
+  }
+
+  private fatal = (err: unknown): void => {
+    if (this.stopped) return;
+    this.say('error', 'fatal error: stopping the node', {
+      error: String(err),
+      stack: (err as Error)?.stack,
+    });
+    if (this.deps.onFatal !== undefined) this.deps.onFatal(err);
+    else process.exit(70);
+  };
+
+  static async start(config: NodeConfig, deps: NodeDeps): Promise<SkvNode> {
+    await mkdir(config.dataDir, { recursive: true });
+    const markerPath = path.join(config.dataDir, NODE_MARKER);
+    let hadLocalData = false;
+    try {
+      const marker = JSON.parse(await readFile(markerPath, 'utf8')) as {
+        id?: string;
+        cluster?: string;
+      };
+      if (marker.id !== config.id || marker.cluster !== config.cluster) {
+        throw new InvalidArgumentError(
+          `data dir ${config.dataDir} belongs to node ${marker.id} of cluster ${marker.cluster}`,
+        );
+      }
+      hadLocalData = true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    const hardStates = await HardStateStore.open(config.dataDir);
+    let node: SkvNode | null = null;
+    const { log } = await CommitLogImpl.open({
+      dir: path.join(config.dataDir, 'log'),
+      onFatal: (err) => (node === null ? process.exit(70) : node.fatal(err)),
+    });
+    const storage = await NodeStorage.open(config.dataDir, {
+      ...(config.memtableSizeBytesMax === undefined
+        ? {}
+        : { memtableSizeBytesMax: config.memtableSizeBytesMax }),
+      onCheckpoint: (rangeId, lsn) => node?.onCheckpoint(rangeId, lsn),
+      onFatal: (_rangeId, err) => node?.fatal(err),
+    });
+    node = new SkvNode(config, deps, log, storage, hardStates, hadLocalData);
+    try {
+      await node.boot();
+    } catch (err) {
+      await node.stop();
+      throw err;
+    }
+    return node;
+  }
+
+  private async boot(): Promise<void> {
+    const [host, portText] = splitHostPort(this.config.listen);
+    this.server = await KvGrpcServer.start(this, {
+      host,
+      port: Number(portText),
+      onPeerBatch: (batch) => this.onPeerBatch(batch),
+    });
+    this.server.health.setStatus('', 'SERVING');
+    const coord = this.deps.coordinator;
+    this.unsubscribes.push(coord.onSessionEvent((e) => this.onSessionEvent(e.kind)));
+    await coord.start();
+    await coord.registerNode(this.id, this.address);
+    this.unsubscribes.push(
+      coord.watchNodes((nodes) => {
+        this.addresses = new Map(nodes.map((n) => [n.nodeId, n.address]));
+        this.mapVersion++;
+      }),
+    );
+    await this.checkIncarnation();
+    // Wait for `skv cluster init` if it has not run yet.
+    const map = await new Promise<RangeMap>((resolve) => {
+      const unsub = coord.watchRangeMap((m) => {
+        if (m !== null) {
+          queueMicrotask(() => unsub());
+          resolve(m);
+        }
+      });
+    });
+    this.placement = rangeToPlacement(map);
+    for (const range of this.placement.ranges) {
+      if (range.members.includes(this.id)) await this.startCohort(range);
+      this.watchLeaderOf(range.rangeId);
+    }
+    await writeFile(
+      path.join(this.config.dataDir, NODE_MARKER),
+      JSON.stringify({ id: this.id, cluster: this.config.cluster }),
+    );
+    const tickMs = this.config.tickMs ?? 50;
+    this.timers.push(setInterval(() => this.tick(), tickMs));
+    this.timers.push(setInterval(() => this.collectGarbage(), GC_INTERVAL_MS));
+    this.sessionUp = true;
+    this.leadershipSafe = coord.isLeadershipSafe();
+    for (const c of this.cohorts.values()) c.step({ type: 'session', state: 'established' });
+    this.refreshViews();
+    this.server.setServing(true);
+    this.say('info', 'node started', { address: this.address, cohorts: [...this.cohorts.keys()] });
+  }
+
+  /** PML §5.1: a marker that says we had data, with an empty data dir, means a lost disk. */
+  private async checkIncarnation(): Promise<void> {
+    const coord = this.deps.coordinator;
+    const marker = await coord.readIncarnation(this.id);
+    if (marker === null) {
+      // A fresh node: the data dir is the source of truth from now on.
+      const r = await coord.createIncarnation(this.id, 1);
+      this.incarnation = r.ok ? 1 : ((await coord.readIncarnation(this.id))?.incarnation ?? 1);
+      return;
+    }
+    if (this.hadLocalData) {
+      this.incarnation = marker.incarnation;
+      return;
+    }
+    // Lost disk: our previous life's promises are gone. Bump the incarnation first (a lingering
+    // candidacy of that life can no longer be claimed on), then rebuild as a non-voter.
+    const next = marker.incarnation + 1;
+    const r = await coord.casIncarnation(this.id, marker.version, next);
+    if (!r.ok) throw new SkvError('unavailable', 'the incarnation marker changed under us; retry');
+    this.incarnation = next;
+    this.lostDisk = true;
+    this.say('warn', 'data directory is empty but the node had data: rebuilding as a non-voter', {
+      incarnation: next,
+    });
+  }
+
+  private lostDisk = false;
+
+  private async startCohort(range: KeyRange): Promise<void> {
+    const rangeId = range.rangeId;
+    const store = this.storage.range(rangeId);
+    const view = this.log.cohort(rangeId);
+    const base = store.checkpointLsn;
+    const entries: Entry[] = [];
+    if (view.lastSeq > base.seq) {
+      for await (const e of view.readEntries(base.seq + 1)) entries.push(Cohort.entryFromLog(e));
+    }
+    // The commit hint: replay up to it (S§6.1), never past what the log holds.
+    let commitSeq = base.seq;
+    const hint = view.lastCommittedLsn;
+    const last = entries[entries.length - 1]?.lsn.seq ?? base.seq;
+    if (hint.seq > base.seq) {
+      const at = entries[hint.seq - base.seq - 1];
+      if (at !== undefined && lsnEquals(at.lsn, hint)) commitSeq = hint.seq;
+      else if (hint.seq > last) commitSeq = last;
+    }
+    let hard = this.hardStates.get(rangeId);
+    if (hard === null || this.lostDisk) {
+      hard = { fenceEpoch: hard?.fenceEpoch ?? 0, voter: !this.lostDisk };
+      await this.hardStates.write(rangeId, hard);
+    }
+    const cohort = new Cohort(
+      {
+        rangeId,
+        replica: {
+          self: this.id,
+          members: [...range.members],
+          ...(this.config.unsafe === undefined ? {} : { unsafe: this.config.unsafe }),
+        },
+        store,
+        logView: view,
+        ports: {
+          log: this.log,
+          hardStates: this.hardStates,
+          sendMessage: (id, m) => this.sendPeer(id, m),
+          sendSnapshot: (id, to, epoch) => this.sendSnapshot(id, to, epoch),
+          installSnapshot: (id, lsn) => this.installSnapshot(id, lsn),
+          coordinate: (id, op) => this.coordinate(id, op),
+          fatal: this.fatal,
+          event: (id, event, detail) => this.say('info', event, { range: id, ...detail }),
+        },
+      },
+      { hardState: hard, baseLsn: base, entries, commitSeq },
+    );
+    this.cohorts.set(rangeId, cohort);
+    this.log.setCheckpoint(rangeId, base.seq);
+    this.watchCoordination(rangeId);
+    this.say('info', 'cohort recovered', {
+      range: rangeId,
+      base: `${base.epoch}.${base.seq}`,
+      entries: entries.length,
+      commitSeq,
+      voter: hard.voter,
+    });
+  }
+
+  // ---- coordination --------------------------------------------------------------------------
+
+  private watchLeaderOf(rangeId: RangeId): void {
+    this.unsubscribes.push(
+      this.deps.coordinator.watchLeader(rangeId, (leader) => {
+        this.leaders.set(rangeId, leader);
+        this.mapVersion++;
+        this.feed(rangeId, 'leader');
+      }),
+    );
+  }
+
+  /**
+   * The coordinator's view of a range, cached as watches deliver it; fed to the cohort only while
+   * the session is up and leadership-safe (re-fed in full when it comes back).
+   */
+  private readonly views = new Map<
+    RangeId,
+    {
+      epoch?: { epoch: number; version: number };
+      candidates?: { round: number; list: Candidate[] };
+    }
+  >();
+
+  private watchCoordination(rangeId: RangeId): void {
+    const coord = this.deps.coordinator;
+    const view: {
+      epoch?: { epoch: number; version: number };
+      candidates?: { round: number; list: Candidate[] };
+    } = {};
+    this.views.set(rangeId, view);
+    let candidatesUnsub: (() => void) | null = null;
+    this.unsubscribes.push(() => candidatesUnsub?.());
+    this.unsubscribes.push(
+      coord.watchEpoch(rangeId, (epoch) => {
+        view.epoch = epoch;
+        if (view.candidates?.round !== epoch.epoch) {
+          // Rounds are named by epoch: follow the round of the current epoch.
+          candidatesUnsub?.();
+          const round = epoch.epoch;
+          view.candidates = { round, list: [] };
+          candidatesUnsub = coord.watchCandidates(rangeId, round, (list) => {
+            if (view.candidates?.round !== round) return;
+            view.candidates = {
+              round,
+              list: list.map((c) => ({
+                nodeId: c.nodeId,
+                seq: c.sequence,
+                lastLsn: c.lastLsn,
+                incarnation: c.incarnation,
+              })),
+            };
+            this.feed(rangeId, 'candidates');
+          });
+        }
+        this.feed(rangeId, 'epoch');
+      }),
+    );
+  }
+
+  /** Steps the cached coordinator view into the cohort (leader first, as one multi wrote it). */
+  private feed(rangeId: RangeId, what: 'leader' | 'epoch' | 'candidates' | 'all'): void {
+    const cohort = this.cohorts.get(rangeId);
+    if (cohort === undefined || !this.sessionUp || !this.leadershipSafe) return;
+    const view = this.views.get(rangeId);
+    const leader = this.leaders.get(rangeId);
+    if ((what === 'leader' || what === 'epoch' || what === 'all') && leader !== undefined) {
+      cohort.step({
+        type: 'leader-znode',
+        leader: leader === null ? null : { nodeId: leader.nodeId, epoch: leader.epoch },
+      });
+    }
+    if ((what === 'epoch' || what === 'all') && view?.epoch !== undefined) {
+      cohort.step({ type: 'epoch-znode', epoch: view.epoch.epoch, version: view.epoch.version });
+    }
+    if (view?.candidates !== undefined && view.epoch?.epoch === view.candidates.round) {
+      if (what === 'candidates' || what === 'epoch' || what === 'all') {
+        cohort.step({
+          type: 'candidates',
+          round: view.candidates.round,
+          candidates: view.candidates.list,
+        });
+      }
+    }
+  }
+
+  private coordinate(rangeId: RangeId, op: CoordinatorOp): void {
+    const coord = this.deps.coordinator;
+    const cohort = this.cohorts.get(rangeId);
+    switch (op.type) {
+      case 'publish-candidacy':
+        coord
+          .publishCandidacy(rangeId, op.round, {
+            nodeId: this.id,
+            lastLsn: op.lastLsn,
+            voter: true,
+            incarnation: this.incarnation,
+          })
+          .catch((err: unknown) =>
+            this.say('warn', 'publish candidacy failed', { range: rangeId, error: String(err) }),
+          );
+        this.say('info', 'candidacy', {
+          range: rangeId,
+          round: op.round,
+          lastLsn: `${op.lastLsn.epoch}.${op.lastLsn.seq}`,
+        });
+        return;
+      case 'claim-leadership':
+        coord
+          .claimLeadership(rangeId, {
+            fromVersion: op.fromVersion,
+            epoch: op.epoch,
+            candidates: op.candidates,
+            leader: { nodeId: this.id, address: this.address, epoch: op.epoch },
+          })
+          .then(
+            (ok) => {
+              this.say('info', ok ? 'elected leader' : 'leadership claim lost', {
+                range: rangeId,
+                epoch: op.epoch,
+              });
+              cohort?.step({ type: 'claim-result', round: op.round, epoch: op.epoch, ok });
+            },
+            (err: unknown) => {
+              // Outcome unknown: the watches will tell (an epoch moved with our leader znode).
+              this.say('warn', 'leadership claim failed', { range: rangeId, error: String(err) });
+              cohort?.step({ type: 'claim-result', round: op.round, epoch: op.epoch, ok: false });
+            },
+          );
+        return;
+      case 'resign-leadership':
+        coord.resignLeader(rangeId).catch(() => {});
+        this.say('info', 'resigned leadership', { range: rangeId, epoch: op.epoch });
+        return;
+    }
+  }
+
+  private onSessionEvent(kind: string): void {
+    switch (kind) {
+      case 'connected':
+      case 'reconnected':
+        return;
+      case 'disconnected':
+        return;
+      case 'expired':
+        this.setSession(false);
+        return;
+      case 'new-session':
+        this.deps.coordinator
+          .registerNode(this.id, this.address)
+          .then(() => this.setSession(true))
+          .catch((err: unknown) => this.say('warn', 're-register failed', { error: String(err) }));
+        return;
+      case 'closed':
+        this.setSession(false);
+        return;
+    }
+  }
+
+  private setSession(up: boolean): void {
+    if (this.sessionUp === up) return;
+    this.sessionUp = up;
+    this.leadershipSafe = up && this.deps.coordinator.isLeadershipSafe();
+    this.say(up ? 'info' : 'warn', up ? 'coordinator session up' : 'coordinator session lost');
+    for (const c of this.cohorts.values()) {
+      c.step({ type: 'session', state: up ? 'established' : 'lost' });
+    }
+    if (up) this.refreshViews();
+  }
+
+  /** Re-feed the coordinator's view to every cohort (after a session came back). */
+  private refreshViews(): void {
+    for (const rangeId of this.cohorts.keys()) this.feed(rangeId, 'all');
+  }
+
+  private tick(): void {
+    if (this.stopped) return;
+    // DESIGN.md §5 rule 6 and the coordinator's leadership rule: without confirmed contact for
+    // 2/3 of the session timeout, act as if the session were lost (a new leader may be elected
+    // once it expires), before the server can expire it.
+    const safe = this.sessionUp && this.deps.coordinator.isLeadershipSafe();
+    if (safe !== this.leadershipSafe) {
+      this.leadershipSafe = safe;
+      for (const c of this.cohorts.values()) {
+        c.step({ type: 'session', state: safe ? 'established' : 'lost' });
+      }
+      if (safe) this.refreshViews();
+    }
+    for (const c of this.cohorts.values()) c.step({ type: 'tick' });
+  }
+
+  private onCheckpoint(rangeId: RangeId, lsn: Lsn): void {
+    this.log.setCheckpoint(rangeId, lsn.seq);
+    this.cohorts.get(rangeId)?.step({ type: 'log-compacted', lsn });
+  }
+
+  private collectGarbage(): void {
+    if (this.stopped) return;
+    this.log.collectGarbage().catch((err: unknown) => this.fatal(err));
+  }
+
+  // ---- peers ---------------------------------------------------------------------------------
+
+  private link(to: NodeId): PeerLink | null {
+    let l = this.links.get(to);
+    const address = this.addresses.get(to);
+    if (address === undefined) return null;
+    if (l !== undefined && l.address !== address) {
+      l.close();
+      l = undefined;
+    }
+    if (l === undefined) {
+      l = new PeerLink(address, this.id, this.config.cluster);
+      this.links.set(to, l);
+    }
+    return l;
+  }
+
+  private sendPeer(rangeId: RangeId, m: Exclude<Message, { type: 'snapshot' }>): void {
+    this.link(m.to)?.send(encodePeerMessage(rangeId, m));
+  }
+
+  private onPeerBatch(batch: PeerBatch): void {
+    if (this.stopped) return;
+    if (batch.cluster !== this.config.cluster) {
+      throw new SkvError('unauthenticated', `peer batch from cluster ${batch.cluster}`);
+    }
+    for (const pm of batch.messages) {
+      const cohort = this.cohorts.get(pm.rangeId);
+      const range = this.placement?.ranges.find((r) => r.rangeId === pm.rangeId);
+      if (cohort === undefined || range === undefined || !range.members.includes(batch.from)) {
+        continue; // not ours, or a sender outside the cohort: ignored
+      }
+      const decoded = decodePeerMessage(pm, batch.from, this.id);
+      if (decoded.kind === 'core') cohort.step({ type: 'message', message: decoded.message });
+      else this.onSnapshotChunk(pm.rangeId, batch.from, decoded.chunk);
+    }
+  }
+
+  private async sendSnapshot(rangeId: RangeId, to: NodeId, epoch: number): Promise<void> {
+    const snap = this.storage.exportSnapshot(rangeId);
+    const transferId = this.nextTransferId++;
+    let index = 0;
+    const lsn = { epoch: snap.lsn.epoch, seq: BigInt(snap.lsn.seq) };
+    try {
+      let pending: SnapshotCell[] | null = null;
+      const emit = (cells: SnapshotCell[], last: boolean) => {
+        this.link(to)?.send({
+          rangeId,
+          body: {
+            $case: 'snapshotChunk',
+            value: {
+              epoch,
+              lsn,
+              checksum: snap.checksum,
+              transferId,
+              index: index++,
+              last,
+              cells: encodeSnapshotChunk(cells),
+            },
+          },
+        });
+      };
+      for await (const chunk of snap.chunks()) {
+        if (pending !== null) emit(pending, false);
+        pending = chunk;
+      }
+      emit(pending ?? [], true);
+    } finally {
+      await snap.close();
+    }
+  }
+
+  private onSnapshotChunk(
+    rangeId: RangeId,
+    from: NodeId,
+    chunk: {
+      epoch: number;
+      lsn?: { epoch: number; seq: bigint };
+      checksum: bigint;
+      transferId: bigint;
+      index: number;
+      last: boolean;
+      cells: Uint8Array;
+    },
+  ): void {
+    const key = `${rangeId}/${from}`;
+    if (chunk.lsn === undefined) return;
+    let t = this.transfers.get(key);
+    if (chunk.index === 0 || t === undefined || t.transferId !== chunk.transferId) {
+      if (chunk.index !== 0) return; // joined mid-transfer: wait for a fresh one
+      t = {
+        transferId: chunk.transferId,
+        lsn: { epoch: chunk.lsn.epoch, seq: Number(chunk.lsn.seq) },
+        checksum: chunk.checksum,
+        chunks: [],
+        bytes: 0,
+        nextIndex: 0,
+      };
+      this.transfers.set(key, t);
+    }
+    if (chunk.index !== t.nextIndex) {
+      this.transfers.delete(key);
+      return;
+    }
+    t.nextIndex++;
+    t.bytes += chunk.cells.length;
+    if (t.bytes > SNAPSHOT_TRANSFER_BYTES_MAX) {
+      this.transfers.delete(key);
+      return;
+    }
+    t.chunks.push(decodeSnapshotChunk(chunk.cells));
+    if (!chunk.last) return;
+    this.pendingSnapshots.set(rangeId, t);
+    this.transfers.delete(key);
+    this.cohorts.get(rangeId)?.step({
+      type: 'message',
+      message: {
+        type: 'snapshot',
+        from,
+        to: this.id,
+        epoch: chunk.epoch,
+        lsn: t.lsn,
+        data: new Uint8Array(0),
+      },
+    });
+  }
+
+  private readonly pendingSnapshots = new Map<RangeId, SnapshotTransfer>();
+
+  private async installSnapshot(rangeId: RangeId, lsn: Lsn): Promise<void> {
+    const t = this.pendingSnapshots.get(rangeId);
+    assert(t !== undefined && lsnEquals(t.lsn, lsn), 'the snapshot to install was received');
+    this.pendingSnapshots.delete(rangeId);
+    async function* chunks() {
+      for (const c of t!.chunks) yield c;
+    }
+    await this.storage.importSnapshot(rangeId, chunks(), lsn, t.checksum);
+    this.log.setCheckpoint(rangeId, lsn.seq);
+  }
+
+  // ---- the KV backend ------------------------------------------------------------------------
+
+  private routeOf(key: Uint8Array): KeyRange {
+    const map = this.placement;
+    if (map === null) throw new SkvError('unavailable', 'the node has not joined the cluster yet');
+    return rangeForKey(map, key);
+  }
+
+  private leaderAddress(rangeId: RangeId): string | null {
+    const leader = this.leaders.get(rangeId);
+    if (leader === undefined || leader === null) return null;
+    return this.addresses.get(leader.nodeId) ?? leader.address;
+  }
+
+  private async forward(rangeId: RangeId, op: SessionOp, ctx: CallContext) {
+    const address = this.leaderAddress(rangeId);
+    const leader = this.leaders.get(rangeId);
+    if (ctx.forwarded || address === null || leader?.nodeId === this.id) {
+      throw new NotLeaderError(`not the leader of range ${rangeId}`, address);
+    }
+    const remaining = ctx.deadlineMs - performance.now();
+    if (remaining <= 0)
+      throw new SkvError('deadline-exceeded', 'deadline exceeded before forwarding');
+    try {
+      return await this.deps.transport.call(address, op, remaining, true);
+    } catch (err) {
+      if (err instanceof RemoteError && err.code === 'not-leader') {
+        throw new NotLeaderError(err.message, err.leaderHint);
+      }
+      throw err;
+    }
+  }
+
+  private localError(err: unknown, rangeId: RangeId): never {
+    if (err instanceof SkvError && err.code === 'not-leader') {
+      throw new NotLeaderError(err.message, this.leaderAddress(rangeId));
+    }
+    throw err;
+  }
+
+  async write(mutation: RowMutation, ctx: CallContext): Promise<ApplyResult> {
+    const range = this.routeOf(mutation.key);
+    const cohort = this.cohorts.get(range.rangeId);
+    if (cohort !== undefined && this.leaders.get(range.rangeId)?.nodeId === this.id) {
+      try {
+        return await cohort.write(encodeRowMutation(mutation), ctx.deadlineMs);
+      } catch (err) {
+        this.localError(err, range.rangeId);
+      }
+    }
+    const r = await this.forward(
+      range.rangeId,
+      {
+        $case: 'writeRow',
+        value: {
+          key: Buffer.from(mutation.key),
+          writes: mutation.writes.map((w) => ({
+            column: Buffer.from(w.column),
+            ...(w.value === null ? {} : { value: Buffer.from(w.value) }),
+            ...(w.expectedVersion === undefined
+              ? {}
+              : { expectedVersion: BigInt(w.expectedVersion) }),
+          })),
+        },
+      },
+      ctx,
+    );
+    if (r.$case !== 'writeRow') throw new SkvError('internal', `unexpected ${r.$case}`);
+    return {
+      ok: true,
+      versions: r.value.versions.map(Number),
+      previousVersions: r.value.previousVersions.map(Number),
+    };
+  }
+
+  /** Strong: read-index at the leader. Timeline: this node's applied state if it is a member. */
+  private async readable(
+    range: KeyRange,
+    consistency: Consistency,
+    ctx: CallContext,
+  ): Promise<Cohort | null> {
+    const cohort = this.cohorts.get(range.rangeId);
+    if (consistency === Consistency.TIMELINE) return cohort ?? null;
+    if (cohort === undefined || this.leaders.get(range.rangeId)?.nodeId !== this.id) {
+      if (this.config.unsafe?.followerStrongReads && cohort !== undefined) return cohort;
+      return null;
+    }
+    try {
+      await cohort.readBarrier(ctx.deadlineMs);
+    } catch (err) {
+      this.localError(err, range.rangeId);
+    }
+    return cohort;
+  }
+
+  async get(req: ValidGet, ctx: CallContext): Promise<GetResult> {
+    const range = this.routeOf(req.key);
+    const cohort = await this.readable(range, req.consistency, ctx);
+    if (cohort !== null) {
+      const r = await cohort.store.get(req.key, req.column);
+      return r.found
+        ? { found: true, value: r.value, version: r.version }
+        : { found: false, value: Buffer.alloc(0), version: 0 };
+    }
+    const op: SessionOp = {
+      $case: 'get',
+      value: {
+        key: Buffer.from(req.key),
+        column: Buffer.from(req.column),
+        consistency: req.consistency,
+      },
+    };
+    const r =
+      req.consistency === Consistency.TIMELINE
+        ? await this.forwardTimeline(range, op, ctx)
+        : await this.forward(range.rangeId, op, ctx);
+    if (r.$case !== 'get') throw new SkvError('internal', `unexpected ${r.$case}`);
+    return { found: r.value.found, value: r.value.value, version: Number(r.value.version) };
+  }
+
+  private async forwardTimeline(range: KeyRange, op: SessionOp, ctx: CallContext) {
+    if (ctx.forwarded) throw new SkvError('unavailable', 'not a replica of this range');
+    const members = range.members.filter((m) => this.addresses.has(m));
+    const pick = members[Math.floor(Math.random() * members.length)];
+    const address = pick === undefined ? null : this.addresses.get(pick);
+    if (address === undefined || address === null)
+      throw new SkvError('unavailable', 'no replica is reachable');
+    return await this.deps.transport.call(
+      address,
+      op,
+      Math.max(1, ctx.deadlineMs - performance.now()),
+      true,
+    );
+  }
+
+  async readRow(req: ValidReadRow, ctx: CallContext): Promise<readonly CellValue[]> {
+    const range = this.routeOf(req.key);
+    const cohort = await this.readable(range, req.consistency, ctx);
+    if (cohort !== null) {
+      return await cohort.store.readRow(req.key, req.columns.length === 0 ? 'all' : req.columns);
+    }
+    const op: SessionOp = {
+      $case: 'readRow',
+      value: {
+        key: Buffer.from(req.key),
+        columns: req.columns.map((c) => Buffer.from(c)),
+        consistency: req.consistency,
+      },
+    };
+    const r =
+      req.consistency === Consistency.TIMELINE
+        ? await this.forwardTimeline(range, op, ctx)
+        : await this.forward(range.rangeId, op, ctx);
+    if (r.$case !== 'readRow') throw new SkvError('internal', `unexpected ${r.$case}`);
+    return r.value.cells.map((c) => ({
+      column: c.column,
+      value: c.value,
+      version: Number(c.version),
+    }));
+  }
+
+  async *scan(req: ValidScan, ctx: CallContext): AsyncIterable<readonly RowResult[]> {
+    const map = this.placement;
+    if (map === null) throw new SkvError('unavailable', 'the node has not joined the cluster yet');
+    let remaining = req.limit;
+    const end = req.end ?? new Uint8Array(0);
+    for (const range of rangesOverlapping(map, req.start, end)) {
+      if (remaining <= 0) return;
+      const start = compareBytes(req.start, range.start) > 0 ? req.start : range.start;
+      const stop =
+        range.end.length === 0
+          ? req.end
+          : req.end === null || compareBytes(range.end, req.end) < 0
+            ? range.end
+            : req.end;
+      const cohort = await this.readable(range, req.consistency, ctx);
+      if (cohort !== null) {
+        let from: Uint8Array | null = start;
+        while (from !== null && remaining > 0) {
+          const page = await cohort.store.scan(from, stop, {
+            limit: Math.min(remaining, SCAN_PAGE_ROWS_MAX),
+            ...(req.columns.length === 0 ? {} : { columns: req.columns }),
+          });
+          if (page.rows.length > 0) yield page.rows;
+          remaining -= page.rows.length;
+          from = page.resumeKey;
+        }
+        continue;
+      }
+      if (ctx.forwarded) throw new NotLeaderError(`not the leader of range ${range.rangeId}`, null);
+      const address =
+        req.consistency === Consistency.TIMELINE
+          ? (this.addresses.get(range.members.find((m) => this.addresses.has(m)) ?? '') ?? null)
+          : this.leaderAddress(range.rangeId);
+      if (address === null)
+        throw new SkvError('unavailable', `no leader for range ${range.rangeId}`);
+      const stream = this.deps.transport.scan(
+        address,
+        {
+          start: Buffer.from(start),
+          end: stop === null ? Buffer.alloc(0) : Buffer.from(stop),
+          limit: remaining,
+          consistency: req.consistency,
+          columns: req.columns.map((c) => Buffer.from(c)),
+        },
+        Math.max(1, ctx.deadlineMs - performance.now()),
+      );
+      for await (const msg of stream) {
+        const rows = msg.rows.map((r) => ({
+          key: r.key,
+          cells: r.cells.map((c) => ({
+            column: c.column,
+            value: c.value,
+            version: Number(c.version),
+          })),
+        }));
+        remaining -= rows.length;
+        if (rows.length > 0) yield rows;
+      }
+    }
+  }
+
+  async rangeMap(): Promise<RangeMapView> {
+    const map = this.placement;
+    return {
+      version: this.mapVersion,
+      ranges: (map?.ranges ?? []).map((r) => {
+        const leader = this.leaders.get(r.rangeId) ?? null;
+        return {
+          rangeId: r.rangeId,
+          start: r.start,
+          end: r.end.length === 0 ? null : r.end,
+          members: r.members,
+          leader: leader?.nodeId ?? null,
+          epoch: leader?.epoch ?? 0,
+        };
+      }),
+      nodes: [...this.addresses].map(([id, address]) => ({ id, address, live: true })),
+    };
+  }
+
+  /** Per-cohort protocol status (for `skv status` and tests). */
+  status() {
+    return [...this.cohorts].map(([rangeId, c]) => ({
+      rangeId,
+      ...c.replica.status(),
+      storeAppliedLsn: c.store.lastAppliedLsn,
+      digest: c.store.digest(),
+    }));
+  }
+
+  /**
+   * Graceful stop (SIGTERM): hand leadership over first. Every cohort steps down (pending writes
+   * are answered outcome-unknown), then the coordinator session is closed so our leader znodes
+   * vanish at once and the other members elect a new leader without waiting for a session
+   * timeout; then the node stops.
+   */
+  async shutdown(graceMs: number): Promise<void> {
+    if (this.stopped) return;
+    this.server?.setServing(false);
+    this.sessionUp = false;
+    this.leadershipSafe = false;
+    for (const c of this.cohorts.values()) c.step({ type: 'session', state: 'lost' });
+    await this.deps.coordinator.close().catch(() => {});
+    await new Promise((resolve) => setTimeout(resolve, Math.min(graceMs, 300)));
+    await this.stop();
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    for (const u of this.unsubscribes) u();
+    for (const c of this.cohorts.values()) c.stop();
+    for (const l of this.links.values()) l.close();
+    await this.server?.stop(500);
+    await this.deps.coordinator.close().catch(() => {});
+    this.deps.transport.close();
+    await this.storage.close().catch(() => {});
+    await this.log.close().catch(() => {});
+  }
+}
+
+export function splitHostPort(hostPort: string): [string, string] {
+  const i = hostPort.lastIndexOf(':');
+  if (i <= 0) throw new InvalidArgumentError(`expected HOST:PORT, got ${JSON.stringify(hostPort)}`);
+  return [hostPort.slice(0, i), hostPort.slice(i + 1)];
+}
