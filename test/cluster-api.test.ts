@@ -1,0 +1,230 @@
+// The public API against a real cluster: real ZooKeeper, three real `skv server` processes on
+// 127.0.0.1 (test/support/cluster.ts), the client library and plain unary gRPC clients.
+// DESIGN.md §2: CRUD, columns, versions, conditional put and delete (both outcomes), scans across
+// range boundaries, batches, bad input (INVALID_ARGUMENT, nothing changed), any node accepts any
+// request; §5 rule 1: timeline reads never see uncommitted data and catch up.
+
+import { credentials, type ServiceError, status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SkvClient } from '../src/client/index.js';
+import {
+  type BatchGetRequest,
+  type BatchGetResponse,
+  type BatchPutRequest,
+  type BatchPutResponse,
+  type GetRequest,
+  type GetResponse,
+  KVClient,
+  type PutRequest,
+  type PutResponse,
+} from '../src/rpc/generated/skv/v1/kv.js';
+import { TestCluster } from './support/cluster.js';
+
+const b = (s: string) => Buffer.from(s);
+
+function unary<Req, Res>(
+  fn: (req: Req, cb: (err: ServiceError | null, res: Res) => void) => unknown,
+  req: Req,
+): Promise<Res> {
+  return new Promise((resolve, reject) =>
+    fn(req, (err, res) => (err ? reject(err) : resolve(res))),
+  );
+}
+
+describe('skv cluster: public API', () => {
+  let cluster: TestCluster;
+  let kv: SkvClient;
+  const grpc: KVClient[] = [];
+
+  beforeAll(async () => {
+    // Split keys so that "a…", "h…" and "p…" rows live in different ranges (and cohorts).
+    cluster = await TestCluster.start({ nodes: 3, splitKeys: ['h', 'p'] });
+    kv = cluster.client();
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const g of grpc) g.close();
+    await cluster?.stop();
+  });
+
+  function unaryClient(address: string): KVClient {
+    const c = new KVClient(address, credentials.createInsecure());
+    grpc.push(c);
+    return c;
+  }
+
+  it('puts, gets and deletes columns with strictly increasing versions', async () => {
+    expect(await kv.get('alice', 'email')).toMatchObject({ found: false, version: 0 });
+    const v1 = await kv.put('alice', 'email', 'a@example.com');
+    const v2 = await kv.put('alice', 'phone', '555');
+    const v3 = await kv.put('alice', 'email', 'alice@example.com');
+    expect(v1).toBeGreaterThan(0);
+    expect(v3).toBeGreaterThan(v1);
+    const got = await kv.get('alice', 'email');
+    expect(got).toMatchObject({ found: true, version: v3 });
+    expect(got.value.toString()).toBe('alice@example.com');
+    const row = await kv.readRow('alice');
+    expect(row.map((c) => [c.column.toString(), c.value.toString(), c.version])).toEqual([
+      ['email', 'alice@example.com', v3],
+      ['phone', '555', v2],
+    ]);
+    const del = await kv.delete('alice', 'phone');
+    expect(del).toEqual({ found: true, version: v2 });
+    expect(await kv.get('alice', 'phone')).toMatchObject({ found: false, version: 0 });
+    expect(await kv.delete('alice', 'phone')).toEqual({ found: false, version: 0 });
+    // A put after a delete gets a version above every earlier one.
+    expect(await kv.put('alice', 'phone', '556')).toBeGreaterThan(v3);
+  });
+
+  it('conditional put and delete: both outcomes, and a failed condition writes nothing', async () => {
+    const created = await kv.put('bob', 'n', '1', { ifVersion: 0 });
+    await expect(kv.put('bob', 'n', 'again', { ifVersion: 0 })).rejects.toMatchObject({
+      code: 'version-mismatch',
+    });
+    const v2 = await kv.put('bob', 'n', '2', { ifVersion: created });
+    await expect(kv.put('bob', 'n', 'stale', { ifVersion: created })).rejects.toMatchObject({
+      code: 'version-mismatch',
+    });
+    expect((await kv.get('bob', 'n')).value.toString()).toBe('2');
+    await expect(kv.delete('bob', 'n', { ifVersion: created })).rejects.toMatchObject({
+      code: 'version-mismatch',
+    });
+    expect((await kv.get('bob', 'n')).found).toBe(true);
+    expect(await kv.delete('bob', 'n', { ifVersion: v2 })).toEqual({ found: true, version: v2 });
+    expect((await kv.get('bob', 'n')).found).toBe(false);
+  });
+
+  it('writes several columns of a row atomically, or none when one condition fails', async () => {
+    const [x, y] = await kv.writeRow('carol', [
+      { column: 'x', value: '1' },
+      { column: 'y', value: '2' },
+    ]);
+    expect(x).toBe(y);
+    await expect(
+      kv.writeRow('carol', [
+        { column: 'x', value: '10', ifVersion: x },
+        { column: 'y', value: '20', ifVersion: 12345 },
+      ]),
+    ).rejects.toMatchObject({ code: 'version-mismatch' });
+    const row = await kv.readRow('carol');
+    expect(row.map((c) => c.value.toString())).toEqual(['1', '2']);
+  });
+
+  it('scans in key order across range boundaries, with limits and bounds', async () => {
+    const keys = ['a1', 'a2', 'g9', 'h0', 'm5', 'o9', 'p0', 'q1', 'z9'];
+    for (const k of keys) await kv.put(`scan-${k}`.replace('scan-', ''), 'c', `v-${k}`);
+    const all: string[] = [];
+    for await (const row of kv.scan('a1', null, { columns: ['c'] })) all.push(row.key.toString());
+    expect(all.filter((k) => keys.includes(k))).toEqual(keys);
+    const bounded: string[] = [];
+    for await (const row of kv.scan('g', 'p1')) bounded.push(row.key.toString());
+    expect(bounded.filter((k) => keys.includes(k))).toEqual(['g9', 'h0', 'm5', 'o9', 'p0']);
+    const limited: string[] = [];
+    for await (const row of kv.scan('a', null, { limit: 4 })) limited.push(row.key.toString());
+    expect(limited).toHaveLength(4);
+    const map = await kv.rangeMap();
+    expect(map.ranges).toHaveLength(3);
+  });
+
+  it('any node accepts any request: unary calls to every node, forwarded to the leader', async () => {
+    for (const [i, address] of cluster.addresses.entries()) {
+      const c = unaryClient(address);
+      const key = b(`zz-any-${i}`);
+      const put = await unary<PutRequest, PutResponse>(c.put.bind(c), {
+        key,
+        column: b('c'),
+        value: b(`from-${i}`),
+      });
+      const got = await unary<GetRequest, GetResponse>(c.get.bind(c), {
+        key,
+        column: b('c'),
+        consistency: 0,
+      });
+      expect(got.found).toBe(true);
+      expect(got.version).toBe(put.version);
+    }
+  });
+
+  it('batches: BatchPut and BatchGet with per-item statuses', async () => {
+    const c = unaryClient(cluster.addresses[1]!);
+    const puts = ['b1', 'i1', 'r1'].map((k) => ({ key: b(k), column: b('c'), value: b(`${k}!`) }));
+    const res = await unary<BatchPutRequest, BatchPutResponse>(c.batchPut.bind(c), { puts });
+    expect(res.statuses.map((s) => s.code)).toEqual([0, 0, 0]);
+    const gets = await unary<BatchGetRequest, BatchGetResponse>(c.batchGet.bind(c), {
+      gets: [
+        ...puts.map((p) => ({ key: p.key, column: b('c'), consistency: 0 })),
+        { key: b('nope'), column: b('c'), consistency: 0 },
+      ],
+    });
+    expect(gets.results.map((r) => r.found)).toEqual([true, true, true, false]);
+    expect(gets.results.slice(0, 3).map((r) => Buffer.from(r.value).toString())).toEqual([
+      'b1!',
+      'i1!',
+      'r1!',
+    ]);
+  });
+
+  it('bad input gets INVALID_ARGUMENT and changes nothing', async () => {
+    const c = unaryClient(cluster.addresses[0]!);
+    const before = await kv.get('dave', 'c');
+    const cases = [
+      { key: b(''), column: b('c'), value: b('v') },
+      { key: Buffer.alloc(4097, 97), column: b('c'), value: b('v') },
+      { key: b('dave'), column: b('c'), value: Buffer.alloc(1024 * 1024 + 1) },
+    ];
+    for (const req of cases) {
+      const err = (await unary(c.put.bind(c), req).catch((e: unknown) => e)) as ServiceError;
+      expect(err.code).toBe(status.INVALID_ARGUMENT);
+      expect(err.metadata.get('skv-reason')).toEqual(['invalid-argument']);
+    }
+    const bad = (await unary(c.get.bind(c), {
+      key: b('dave'),
+      column: b('c'),
+      consistency: 9 as never,
+    }).catch((e: unknown) => e)) as ServiceError;
+    expect(bad.code).toBe(status.INVALID_ARGUMENT);
+    // A malformed message (not protobuf at all) is refused, not crashed on.
+    const raw = new (KVClient as unknown as new (...a: unknown[]) => KVClient)(
+      cluster.addresses[0],
+      credentials.createInsecure(),
+    );
+    grpc.push(raw);
+    const garbage = await new Promise<ServiceError | null>((resolve) =>
+      raw.makeUnaryRequest(
+        '/skv.v1.KV/Put',
+        (x: Buffer) => x,
+        (x: Buffer) => x,
+        Buffer.from([0xff, 0xff, 0xff, 0x0f, 0x01]),
+        (err) => resolve(err),
+      ),
+    );
+    expect(garbage?.code).toBeOneOf([status.INTERNAL, status.INVALID_ARGUMENT]);
+    expect(await kv.get('dave', 'c')).toEqual(before);
+    cluster.checkAlive();
+  });
+
+  it('timeline reads at a follower see committed writes within the commit period', async () => {
+    const map = await kv.rangeMap();
+    const range = map.ranges.find((r) => r.end.length > 0 && Buffer.from(r.end).toString() === 'h');
+    expect(range).toBeDefined();
+    const followers = range!.members.filter((m) => m !== range!.leader);
+    const followerClient = cluster.client({ servers: [cluster.node(followers[0]!).address] });
+    const v = await kv.put('eve', 'c', 'committed');
+    // Ask the follower directly (unary to that node, TIMELINE): it must not forward.
+    const c = unaryClient(cluster.node(followers[0]!).address);
+    const deadline = Date.now() + 2_000;
+    let seen = 0n;
+    while (Date.now() < deadline) {
+      const r = await unary<GetRequest, GetResponse>(c.get.bind(c), {
+        key: b('eve'),
+        column: b('c'),
+        consistency: 1,
+      });
+      seen = r.version;
+      if (seen === BigInt(v)) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(seen).toBe(BigInt(v));
+    expect((await followerClient.get('eve', 'c', { timeline: true })).version).toBe(v);
+  });
+});

@@ -1,0 +1,264 @@
+// Test harness: a real skv cluster on 127.0.0.1 — a real standalone ZooKeeper (test/support/
+// zookeeper.ts) and N real `skv server` processes (the built bin/skv.js, spawned with
+// process.execPath so signals reach the node itself), each with its own data directory and log
+// file, the range map written by `skv cluster init`'s code. Nodes can be killed (SIGKILL),
+// paused (SIGSTOP/SIGCONT), stopped gracefully, restarted, and restarted with an emptied data
+// directory. Every process started here is stopped by its PID in `stop()`; each node also exits
+// when its stdin pipe closes, so a crashed test runner leaves nothing behind.
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { openSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { initCluster } from '../../src/cli/cluster-init.js';
+import { connect, type SkvClient } from '../../src/client/index.js';
+import { freePort } from '../../src/devtools/local-zookeeper.js';
+import type { RangeMapResponse } from '../../src/rpc/generated/skv/v1/kv.js';
+import { startTestZooKeeper, type TestZooKeeper } from './zookeeper.js';
+
+const BIN = fileURLToPath(new URL('../../bin/skv.js', import.meta.url));
+
+export interface ClusterOptions {
+  readonly nodes?: number;
+  readonly ranges?: number;
+  readonly splitKeys?: readonly string[];
+  readonly sessionTimeoutMs?: number;
+  readonly tickMs?: number;
+  readonly memtableBytes?: number;
+  /** Extra `skv server` flags for every node. */
+  readonly serverArgs?: readonly string[];
+}
+
+export interface TestNode {
+  readonly id: string;
+  readonly address: string;
+  readonly dataDir: string;
+  readonly logFile: string;
+  process: ChildProcess | null;
+}
+
+export class TestCluster {
+  readonly nodes: TestNode[] = [];
+  private readonly clients: SkvClient[] = [];
+
+  private constructor(
+    readonly dir: string,
+    readonly zk: TestZooKeeper,
+    readonly cluster: string,
+    private readonly options: ClusterOptions,
+  ) {}
+
+  static async start(options: ClusterOptions = {}): Promise<TestCluster> {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'skv-cluster-'));
+    const zk = await startTestZooKeeper();
+    const c = new TestCluster(dir, zk, 'test', options);
+    try {
+      const n = options.nodes ?? 3;
+      for (let i = 0; i < n; i++) {
+        const id = `n${i}`;
+        const port = await freePort();
+        const dataDir = path.join(dir, id);
+        await mkdir(dataDir, { recursive: true });
+        c.nodes.push({
+          id,
+          address: `127.0.0.1:${port}`,
+          dataDir,
+          logFile: path.join(dir, `${id}.log`),
+          process: null,
+        });
+      }
+      const ids = c.nodes.map((x) => x.id);
+      await initCluster(
+        zk.connectString,
+        c.cluster,
+        ids,
+        options.splitKeys !== undefined
+          ? { splitKeys: options.splitKeys.map((k) => Buffer.from(k)) }
+          : { ranges: options.ranges ?? n },
+      );
+      for (const node of c.nodes) c.spawn(node);
+      await c.waitForLeaders();
+      return c;
+    } catch (err) {
+      await c.stop();
+      throw err;
+    }
+  }
+
+  get addresses(): string[] {
+    return this.nodes.map((n) => n.address);
+  }
+
+  node(id: string): TestNode {
+    const n = this.nodes.find((x) => x.id === id);
+    if (n === undefined) throw new Error(`no node ${id}`);
+    return n;
+  }
+
+  client(options: { timeoutMs?: number; servers?: string[] } = {}): SkvClient {
+    const c = connect({
+      servers: options.servers ?? this.addresses,
+      timeoutMs: options.timeoutMs ?? 10_000,
+    });
+    this.clients.push(c);
+    return c;
+  }
+
+  spawn(node: TestNode): void {
+    const log = openSync(node.logFile, 'a');
+    const o = this.options;
+    const args = [
+      BIN,
+      'server',
+      '--id',
+      node.id,
+      '--listen',
+      node.address,
+      '--zk',
+      this.zk.connectString,
+      '--data',
+      node.dataDir,
+      '--cluster',
+      this.cluster,
+      '--session-timeout-ms',
+      String(o.sessionTimeoutMs ?? 2000),
+      '--tick-ms',
+      String(o.tickMs ?? 50),
+      '--shutdown-grace-ms',
+      '300',
+      ...(o.memtableBytes === undefined ? [] : ['--memtable-bytes', String(o.memtableBytes)]),
+      ...(o.serverArgs ?? []),
+    ];
+    node.process = spawn(process.execPath, args, {
+      stdio: ['pipe', log, log],
+      env: { ...process.env, SKV_EXIT_ON_STDIN_CLOSE: '1', SKV_LOG_LEVEL: 'info' },
+    });
+  }
+
+  /** SIGKILL: a crash (the OS keeps what was written; unsynced data is not lost by a kill). */
+  async kill(id: string): Promise<void> {
+    const node = this.node(id);
+    const p = node.process;
+    node.process = null;
+    if (p === null || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
+    p.kill('SIGCONT');
+    p.kill('SIGKILL');
+    await exited;
+  }
+
+  /** SIGTERM: a graceful stop that hands leadership over. */
+  async terminate(id: string): Promise<void> {
+    const node = this.node(id);
+    const p = node.process;
+    node.process = null;
+    if (p === null || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
+    p.kill('SIGTERM');
+    const timer = setTimeout(() => p.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  pause(id: string): void {
+    this.node(id).process?.kill('SIGSTOP');
+  }
+
+  resume(id: string): void {
+    this.node(id).process?.kill('SIGCONT');
+  }
+
+  async restart(id: string, options: { wipe?: boolean } = {}): Promise<void> {
+    const node = this.node(id);
+    await this.kill(id);
+    if (options.wipe === true) {
+      await rm(node.dataDir, { recursive: true, force: true });
+      await mkdir(node.dataDir, { recursive: true });
+    }
+    this.spawn(node);
+  }
+
+  pid(id: string): number {
+    const pid = this.node(id).process?.pid;
+    if (pid === undefined) throw new Error(`node ${id} is not running`);
+    return pid;
+  }
+
+  async rangeMap(timeoutMs = 2000): Promise<RangeMapResponse> {
+    const probe = connect({ servers: this.liveAddresses(), timeoutMs });
+    try {
+      return await probe.rangeMap({ timeoutMs });
+    } finally {
+      probe.close();
+    }
+  }
+
+  private liveAddresses(): string[] {
+    const live = this.nodes.filter((n) => n.process !== null).map((n) => n.address);
+    return live.length > 0 ? live : this.addresses;
+  }
+
+  /** The leader node id of every range, once every range has one (as the nodes report it). */
+  async waitForLeaders(
+    timeoutMs = 30_000,
+    accept: (map: RangeMapResponse) => boolean = () => true,
+  ): Promise<Map<number, string>> {
+    const deadline = Date.now() + timeoutMs;
+    let last = 'no answer';
+    while (Date.now() < deadline) {
+      this.checkAlive();
+      try {
+        const map = await this.rangeMap();
+        const liveIds = new Set(this.nodes.filter((n) => n.process !== null).map((n) => n.id));
+        if (
+          map.ranges.length > 0 &&
+          map.ranges.every((r) => r.leader !== '' && liveIds.has(r.leader)) &&
+          accept(map)
+        ) {
+          return new Map(map.ranges.map((r) => [r.rangeId, r.leader]));
+        }
+        last = JSON.stringify(map.ranges.map((r) => [r.rangeId, r.leader, Number(r.epoch)]));
+      } catch (err) {
+        last = String(err);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(
+      `no leader for every range within ${timeoutMs} ms: ${last}\n${await this.logTails()}`,
+    );
+  }
+
+  /** Fails fast when a node the test did not stop has exited. */
+  checkAlive(): void {
+    for (const n of this.nodes) {
+      const p = n.process;
+      if (
+        p !== null &&
+        (p.exitCode !== null || (p.signalCode !== null && p.signalCode !== 'SIGSTOP'))
+      ) {
+        throw new Error(
+          `node ${n.id} exited unexpectedly (code ${p.exitCode}, signal ${p.signalCode})`,
+        );
+      }
+    }
+  }
+
+  async logTails(lines = 12): Promise<string> {
+    const parts: string[] = [];
+    for (const n of this.nodes) {
+      const text = await readFile(n.logFile, 'utf8').catch(() => '');
+      parts.push(`--- ${n.id}\n${text.trim().split('\n').slice(-lines).join('\n')}`);
+    }
+    return parts.join('\n');
+  }
+
+  async stop(): Promise<void> {
+    for (const c of this.clients) c.close();
+    await Promise.all(this.nodes.map((n) => this.kill(n.id)));
+    await this.zk.stop();
+    if (process.env.SKV_KEEP_TEST_DIRS !== '1')
+      await rm(this.dir, { recursive: true, force: true });
+  }
+}
