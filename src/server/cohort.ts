@@ -18,14 +18,13 @@ import { performance } from 'node:perf_hooks';
 import { assert, unreachable } from '../core/assert.js';
 import { SkvError } from '../core/errors.js';
 import type { NodeId, RangeId } from '../core/ids.js';
-import { type Lsn, lsnEquals } from '../core/lsn.js';
+import type { Lsn } from '../core/lsn.js';
 import { type ApplyResult, decodeRowMutation } from '../core/mutation.js';
 import type { CohortLog, CommitLog, LogRecord } from '../log/index.js';
 import { Replica } from '../replication/replica.js';
 import type {
   CoordinatorOp,
   Entry,
-  HardState,
   Input,
   Message,
   Ready,
@@ -55,14 +54,11 @@ export interface CohortPorts {
   event?(rangeId: RangeId, event: string, detail: Record<string, unknown>): void;
 }
 
-type Waiter = {
-  readonly resolve: (value: never) => void;
+interface Waiter<T> {
+  readonly resolve: (value: T) => void;
   readonly reject: (err: Error) => void;
   readonly timer: NodeJS.Timeout;
-};
-
-type WriteWaiter = Omit<Waiter, 'resolve'> & { readonly resolve: (r: ApplyResult) => void };
-type ReadWaiter = Omit<Waiter, 'resolve'> & { readonly resolve: () => void };
+}
 
 export interface CohortOptions {
   readonly rangeId: RangeId;
@@ -95,8 +91,8 @@ export class Cohort {
   private readonly ports: CohortPorts;
   private readonly logView: CohortLog;
   private nextRequestId = 1;
-  private readonly writes = new Map<number, WriteWaiter>();
-  private readonly reads = new Map<number, ReadWaiter>();
+  private readonly writes = new Map<number, Waiter<ApplyResult>>();
+  private readonly reads = new Map<number, Waiter<void>>();
   /** Everything written so far is durable once this settles. */
   private durable: Promise<void> = Promise.resolve();
   /** Readys wait for this (a snapshot install holds it). */
@@ -386,14 +382,5 @@ export class Cohort {
   /** For the log: a restored entry as the core sees it. */
   static entryFromLog(e: { lsn: Lsn; kind: number; payload: Uint8Array }): Entry {
     return { lsn: e.lsn, kind: recordKindToEntryKind(e.kind), payload: Buffer.from(e.payload) };
-  }
-
-  /** The hard state to restore (a fresh node starts as a voter with no fence). */
-  static restoredHardState(stored: HardState | null, voter: boolean): HardState {
-    return stored ?? { fenceEpoch: 0, voter };
-  }
-
-  static lsnMatches(a: Lsn | null, b: Lsn): boolean {
-    return a !== null && lsnEquals(a, b);
   }
 }
