@@ -7,8 +7,35 @@
 // Run it after changing dependencies: `node scripts/lock-add-foreign-platforms.mjs`.
 import { readFileSync, writeFileSync } from 'node:fs';
 
-const OS = ['darwin', 'linux', 'win32', 'android', 'freebsd', 'openbsd', 'netbsd', 'sunos', 'aix', 'openharmony', 'cygwin'];
-const CPU = { arm64: 'arm64', x64: 'x64', ia32: 'ia32', arm: 'arm', armv7: 'arm', ppc64: 'ppc64', s390x: 's390x', riscv64: 'riscv64', loong64: 'loong64', mips64el: 'mips64el', x86_64: 'x64', aarch64: 'arm64', '32': 'ia32', '64': 'x64' };
+const OS = [
+  'darwin',
+  'linux',
+  'win32',
+  'android',
+  'freebsd',
+  'openbsd',
+  'netbsd',
+  'sunos',
+  'aix',
+  'openharmony',
+  'cygwin',
+];
+const CPU = {
+  arm64: 'arm64',
+  x64: 'x64',
+  ia32: 'ia32',
+  arm: 'arm',
+  armv7: 'arm',
+  ppc64: 'ppc64',
+  s390x: 's390x',
+  riscv64: 'riscv64',
+  loong64: 'loong64',
+  mips64el: 'mips64el',
+  x86_64: 'x64',
+  aarch64: 'arm64',
+  32: 'ia32',
+  64: 'x64',
+};
 
 const path = new URL('../package-lock.json', import.meta.url);
 const lock = JSON.parse(readFileSync(path, 'utf8'));
@@ -16,7 +43,8 @@ let added = 0;
 for (const [where, pkg] of Object.entries(lock.packages)) {
   for (const [name, version] of Object.entries(pkg.optionalDependencies ?? {})) {
     const nested = `${where === '' ? '' : `${where}/`}node_modules/${name}`;
-    if (lock.packages[nested] !== undefined || lock.packages[`node_modules/${name}`] !== undefined) continue;
+    if (lock.packages[nested] !== undefined || lock.packages[`node_modules/${name}`] !== undefined)
+      continue;
     const parts = name.split('/').pop().split('-');
     const os = parts.find((p) => OS.includes(p));
     const cpu = parts.map((p) => CPU[p]).find((c) => c !== undefined);
@@ -29,6 +57,8 @@ for (const [where, pkg] of Object.entries(lock.packages)) {
     added++;
   }
 }
-lock.packages = Object.fromEntries(Object.entries(lock.packages).sort(([a], [b]) => (a === '' ? -1 : b === '' ? 1 : a < b ? -1 : 1)));
+lock.packages = Object.fromEntries(
+  Object.entries(lock.packages).sort(([a], [b]) => (a === '' ? -1 : b === '' ? 1 : a < b ? -1 : 1)),
+);
 writeFileSync(path, `${JSON.stringify(lock, null, 2)}\n`);
 console.log(`lock: added ${added} foreign-platform stubs`);
