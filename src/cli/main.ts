@@ -202,6 +202,9 @@ export function buildProgram(): Command {
           process.stdin.resume();
         }
       });
+      // Open handles (the stdin watch, gRPC channels winding down) must not keep a stopped node
+      // alive.
+      process.exit(0);
     });
 
   const cluster = program.command('cluster').description('cluster administration');
