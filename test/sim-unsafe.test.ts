@@ -28,6 +28,20 @@ describe('unsafe switches are caught', () => {
     expect(runSeed({ seed: hit!.seed }).violations).toEqual([]);
   });
 
+  it('unsafe.ackBeforeDurable is also caught end to end (without the durability invariant)', () => {
+    // Found by scanning seeds 1..300 with the switch on and 'durable-on-two' skipped: the
+    // failpoint "crash leader and a follower right after a commit" loses a committed entry.
+    const r = runSeed({
+      seed: 72,
+      unsafe: { ackBeforeDurable: true },
+      skipInvariants: ['durable-on-two'],
+    });
+    expect(r.violations.join('\n')).toMatch(
+      /committed prefix changed|linearizability|not in the committed log/,
+    );
+    expect(runSeed({ seed: 72, skipInvariants: ['durable-on-two'] }).violations).toEqual([]);
+  });
+
   it('unsafe.skipBarrier: a new leader commits and serves without its barrier', () => {
     const hit = firstFailing({ skipBarrier: true }, 1000, 200);
     expect(hit).not.toBeNull();

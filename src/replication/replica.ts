@@ -656,7 +656,13 @@ export class Replica {
   }
 
   private onSnapshot(m: SnapshotMessage): void {
-    if (m.lsn.seq > this.commitSeq) {
+    const have = this.lsnAt(m.lsn.seq);
+    if (have !== null && lsnEquals(have, m.lsn)) {
+      // We hold the snapshot's last entry: by log matching our prefix equals the leader's, and
+      // entries after it may already be acked — keep them (Raft §7), just learn the commit.
+      this.verifiedSeq = Math.max(this.verifiedSeq, m.lsn.seq);
+      this.learnCommit(m.lsn.seq, m.lsn);
+    } else if (m.lsn.seq > this.commitSeq) {
       // Catch-up by snapshot (S§6.1: ship the range when the log does not reach back).
       this.out.installSnapshot = { lsn: m.lsn, data: m.data };
       // Anything queued in this Ready is superseded by the snapshot.

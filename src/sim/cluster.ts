@@ -47,6 +47,11 @@ export interface SimOptions {
   readonly network?: Partial<NetworkFaults>;
   /** Client request timeout (the op becomes `info`). */
   readonly clientTimeoutMs?: number;
+  /**
+   * Live invariants to skip (to show what the end-to-end checkers alone catch): 'durable-on-two'
+   * (commit only when durable on >= 2 logs).
+   */
+  readonly skipInvariants?: readonly 'durable-on-two'[];
   /** Rotate to a fresh key after this many ops on one (TESTING.md B.3: <= 200 per key). */
   readonly opsPerKeyMax?: number;
   readonly keys?: number;
@@ -133,6 +138,10 @@ export class SimCluster {
   private okWritesAfterHeal = 0;
   private lastTimelineSeq = new Map<string, number>();
   private wipedRebuilding = new Set<NodeId>();
+  /** Armed: crash the leader and a follower right after the leader's next commit. */
+  private failpointCommit = false;
+  /** Disks whose fsyncs are slow for a while (a hiccup: widens every crash window). */
+  private slowDisks = new Set<NodeId>();
 
   constructor(readonly options: SimOptions) {
     this.rng = new Prng(options.seed);
@@ -154,10 +163,20 @@ export class SimCluster {
       keys: options.keys ?? 3,
     };
     this.zk = new SimZooKeeper(this.loop, this.net, this.opts.sessionTimeoutMs);
+    // Vary the bounds per seed so batching, back-pressure and snapshot paths all get exercised
+    // (quiet scripted runs keep the defaults).
+    const vary = options.nemesis !== false;
+    const variedLimits = vary
+      ? {
+          entriesPerMessageMax: this.rng.pick([2, 8, 64]),
+          uncommittedEntriesMax: this.rng.pick([8, 64, 256]),
+        }
+      : {};
+    const variedCompaction = vary ? this.rng.pick([8, 40, 200]) : 40;
     for (const id of NODE_IDS) {
       const disk = new SimDisk(
         (d, fn) => this.loop.after(d, fn),
-        () => this.rng.range(1, 6),
+        () => (this.slowDisks.has(id) ? this.rng.range(10, 80) : this.rng.range(1, 6)),
       );
       const node = new SimNode(
         {
@@ -166,10 +185,10 @@ export class SimCluster {
             members: NODE_IDS,
             ...(options.unsafe === undefined ? {} : { unsafe: options.unsafe }),
             ...(options.timing === undefined ? {} : { timing: options.timing }),
-            ...(options.limits === undefined ? {} : { limits: options.limits }),
+            limits: options.limits ?? variedLimits,
           },
           tickMs: 10,
-          compactEveryEntries: options.compactEveryEntries ?? 40,
+          compactEveryEntries: options.compactEveryEntries ?? variedCompaction,
         },
         disk,
         this.loop,
@@ -239,11 +258,25 @@ export class SimCluster {
     const r = n.replica;
     if (r === null) return;
     const s = r.status();
+    if (s.voter) this.wipedRebuilding.delete(n.id);
     if (s.role === 'leader') {
       const other = this.leaders.get(s.currentEpoch);
       if (other === undefined) this.leaders.set(s.currentEpoch, n.id);
       else if (other !== n.id)
         this.violation(`two leaders in epoch ${s.currentEpoch}: ${other}, ${n.id}`);
+      if (this.failpointCommit && s.commitSeq > s.barrierSeq) {
+        // Failpoint (TESTING.md N2): the leader and a follower crash right after a commit.
+        this.failpointCommit = false;
+        const follower = this.rng.pick(NODE_IDS.filter((x) => x !== n.id));
+        this.count('failpoint-commit');
+        this.loop.after(0, () => {
+          for (const v of [n.id, follower]) {
+            this.crash(v, { tearProbability: 0.5 });
+            this.loop.after(this.rng.range(20, 700), () => this.restart(v));
+          }
+        });
+      }
+      if (this.options.skipInvariants?.includes('durable-on-two') === true) return;
       const k = `${n.id}/${n.lifetime}/${s.currentEpoch}`;
       const from = this.checkedCommit.get(k) ?? s.commitSeq;
       for (let seq = from + 1; seq <= s.commitSeq; seq++) {
@@ -255,7 +288,6 @@ export class SimCluster {
       }
       this.checkedCommit.set(k, s.commitSeq);
     }
-    if (s.voter) this.wipedRebuilding.delete(n.id);
   }
 
   // ===========================================================================================
@@ -570,10 +602,8 @@ export class SimCluster {
     const n = this.node(victim);
     if (roll < 0.25) {
       if (n.up) {
-        const allVoters = [...this.nodes.values()].every(
-          (x) => x.id === victim || (x.up && x.replica?.status().voter === true),
-        );
-        const wipe = allVoters && this.wipedRebuilding.size === 0 && this.rng.chance(0.15);
+        // At most one lost disk at a time (f = 1 for permanent failures); others may be down.
+        const wipe = this.wipedRebuilding.size === 0 && this.rng.chance(0.15);
         this.crash(victim, { wipe, tearProbability: 0.5 });
         this.loop.after(this.rng.range(20, 700), () => this.restart(victim));
       }
@@ -599,6 +629,26 @@ export class SimCluster {
       this.loop.after(this.rng.range(100, 600), () => {
         this.net.faults.dropProbability = 0;
       });
+    } else if (roll < 0.84) {
+      // A correlated outage (S§8.1, DESIGN.md §5 rule 8): every node at once, or the leader
+      // and one follower. Acknowledged writes must survive it.
+      const all = this.rng.chance(0.4);
+      const leader = [...this.nodes.values()].find((x) => x.replica?.status().role === 'leader');
+      const victims = all
+        ? [...NODE_IDS]
+        : [leader?.id ?? victim, this.rng.pick(ids.filter((x) => x !== (leader?.id ?? victim)))];
+      this.count(all ? 'crash-all' : 'crash-two');
+      for (const v of victims) {
+        if (!this.node(v).up) continue;
+        this.crash(v, { tearProbability: 0.5 });
+        this.loop.after(this.rng.range(20, 700), () => this.restart(v));
+      }
+    } else if (roll < 0.855) {
+      this.failpointCommit = true;
+    } else if (roll < 0.87) {
+      this.count('slow-disk');
+      this.slowDisks.add(victim);
+      this.loop.after(this.rng.range(100, 800), () => this.slowDisks.delete(victim));
     } else if (roll < 0.9) {
       // Crash the current leader, specifically.
       const leader = [...this.nodes.values()].find((x) => x.replica?.status().role === 'leader');
@@ -664,6 +714,7 @@ export class SimCluster {
     this.runFor(this.opts.faultPhaseMs);
     // Heal: every fault ends, every node comes back.
     this.heal();
+    this.slowDisks.clear();
     this.net.faults.dropProbability = 0;
     for (const id of NODE_IDS) this.restart(id);
     this.healAt = this.loop.now() + 2 * this.opts.sessionTimeoutMs + 500;

@@ -159,12 +159,21 @@ export class SimDisk {
     }
   }
 
-  /** Whether the entry `lsn` (or a checkpoint covering it) is durable here. */
+  /**
+   * Whether the entry `lsn` (or a checkpoint covering it) is durable here — or was, on a disk
+   * that has since been lost: a follower's ack is true when sent, and a leader may count it
+   * after the disk vanished (that loss is the one permanent failure a cohort tolerates).
+   */
   hasDurable(lsn: Lsn): boolean {
     const local = this.durableLsns.get(lsn.seq);
-    if (local !== undefined) return local.epoch === lsn.epoch;
-    return lsn.seq < this.durableBaseSeq;
+    if (local !== undefined && local.epoch === lsn.epoch) return true;
+    if (local === undefined && lsn.seq < this.durableBaseSeq) return true;
+    const lost = this.lostLsns.get(lsn.seq);
+    return (lost !== undefined && lost.epoch === lsn.epoch) || lsn.seq < this.lostBaseSeq;
   }
+
+  private lostLsns = new Map<number, Lsn>();
+  private lostBaseSeq = 0;
 
   /** Crash: durable records stay, a random prefix of the unsynced ones survives, maybe torn. */
   crash(
@@ -205,6 +214,8 @@ export class SimDisk {
     this.waiters = [];
     this.durable = [];
     this.volatile = [];
+    for (const [seq, l] of this.durableLsns) this.lostLsns.set(seq, l);
+    this.lostBaseSeq = Math.max(this.lostBaseSeq, this.durableBaseSeq);
     this.durableLsns.clear();
     this.durableBaseSeq = 0;
   }

@@ -1,0 +1,395 @@
+// Interaction tests of the pure replica: inputs in, Ready out, one rule per test (DESIGN.md §5).
+// Each test is named after the rule or edge case it pins and fails when the rule is removed.
+
+import { describe, expect, it } from 'vitest';
+import { type Lsn, lsn, ZERO_LSN } from '../core/lsn.js';
+import { decideElection } from './election.js';
+import { Replica } from './replica.js';
+import type { Candidate, Entry, Message, Ready, ReplicaConfig } from './types.js';
+
+const MEMBERS = ['a', 'b', 'c'];
+
+function entry(epoch: number, seq: number, kind: Entry['kind'] = 'data'): Entry {
+  return { lsn: lsn(epoch, seq), kind, payload: new Uint8Array([seq & 0xff]) };
+}
+
+function replica(
+  self: string,
+  entries: Entry[] = [],
+  opts: {
+    commitSeq?: number;
+    voter?: boolean;
+    fence?: number;
+    unsafe?: ReplicaConfig['unsafe'];
+  } = {},
+): Replica {
+  return new Replica(
+    { self, members: MEMBERS, ...(opts.unsafe === undefined ? {} : { unsafe: opts.unsafe }) },
+    {
+      hardState: { fenceEpoch: opts.fence ?? 0, voter: opts.voter ?? true },
+      baseLsn: ZERO_LSN,
+      entries,
+      commitSeq: opts.commitSeq ?? 0,
+    },
+  );
+}
+
+/** Step and collect the Ready (then advance). */
+function step(r: Replica, ...inputs: Parameters<Replica['step']>[0][]): Ready {
+  for (const i of inputs) r.step(i);
+  const rd = r.ready();
+  r.advance();
+  return rd;
+}
+
+function cand(nodeId: string, seq: number, last: Lsn): Candidate {
+  return { nodeId, seq, lastLsn: last, incarnation: 1 };
+}
+
+/** Make `self` the leader of epoch `round + 1` through the coordinator events. */
+function elect(r: Replica, round: number, others: Candidate[]): Ready {
+  step(
+    r,
+    { type: 'session', state: 'established' },
+    { type: 'leader-znode', leader: null },
+    { type: 'epoch-znode', epoch: round, version: round },
+  );
+  const mine = cand(r.self, 100, r.lastLsn());
+  const rd = step(r, { type: 'candidates', round, candidates: [mine, ...others] });
+  expect(rd.coordinator).toContainEqual(
+    expect.objectContaining({ type: 'claim-leadership', epoch: round + 1, fromVersion: round }),
+  );
+  return step(r, { type: 'claim-result', round, epoch: round + 1, ok: true });
+}
+
+function msgs<T extends Message['type']>(rd: Ready, type: T, where: 'now' | 'after' = 'now') {
+  const list = where === 'now' ? rd.messages : rd.afterDurable.messages;
+  return list.filter((m): m is Extract<Message, { type: T }> => m.type === type);
+}
+
+describe('election decision (S§7)', () => {
+  it('needs two distinct members and picks the highest last LSN, epoch first', () => {
+    expect(decideElection([cand('a', 1, lsn(1, 9))], MEMBERS)).toBeNull();
+    expect(decideElection([cand('a', 1, lsn(1, 9)), cand('a', 2, lsn(1, 9))], MEMBERS)).toBeNull();
+    const d = decideElection([cand('a', 1, lsn(1, 99)), cand('b', 2, lsn(2, 21))], MEMBERS);
+    expect(d?.winner.nodeId).toBe('b');
+  });
+
+  it('breaks ties toward the lowest candidate sequence number and ignores non-members', () => {
+    const d = decideElection(
+      [cand('c', 7, lsn(2, 5)), cand('b', 3, lsn(2, 5)), cand('zz', 0, lsn(9, 9))],
+      MEMBERS,
+    );
+    expect(d?.winner.nodeId).toBe('b');
+    expect(d?.counted.map((c) => c.nodeId)).toEqual(['b', 'c']);
+  });
+});
+
+describe('follower write path (S§5)', () => {
+  it('acks only after the record is durable (ack rides in afterDurable)', () => {
+    const f = replica('b');
+    const rd = step(f, {
+      type: 'message',
+      message: {
+        type: 'propose',
+        from: 'a',
+        to: 'b',
+        epoch: 1,
+        prevLsn: ZERO_LSN,
+        entries: [entry(1, 1)],
+        commitSeq: 0,
+        commitLsn: ZERO_LSN,
+        leaderLastSeq: 1,
+      },
+    });
+    expect(rd.entries.map((e) => e.lsn)).toEqual([lsn(1, 1)]);
+    expect(rd.mustSync).toBe(true);
+    expect(msgs(rd, 'ack')).toEqual([]);
+    expect(msgs(rd, 'ack', 'after')).toEqual([
+      expect.objectContaining({ matchSeq: 1, voter: true }),
+    ]);
+  });
+
+  it('with unsafe.ackBeforeDurable the ack goes at once', () => {
+    const f = replica('b', [], { unsafe: { ackBeforeDurable: true } });
+    const rd = step(f, {
+      type: 'message',
+      message: {
+        type: 'propose',
+        from: 'a',
+        to: 'b',
+        epoch: 1,
+        prevLsn: ZERO_LSN,
+        entries: [entry(1, 1)],
+        commitSeq: 0,
+        commitLsn: ZERO_LSN,
+        leaderLastSeq: 1,
+      },
+    });
+    expect(msgs(rd, 'ack')).toHaveLength(1);
+  });
+
+  it('truncates a divergent suffix before appending the leader entries (S§6.1.1)', () => {
+    const f = replica('c', [entry(1, 1), entry(1, 2), entry(1, 3)], { commitSeq: 1 });
+    const rd = step(f, {
+      type: 'message',
+      message: {
+        type: 'propose',
+        from: 'b',
+        to: 'c',
+        epoch: 2,
+        prevLsn: lsn(1, 1),
+        entries: [entry(1, 2), entry(2, 3)],
+        commitSeq: 1,
+        commitLsn: lsn(1, 1),
+        leaderLastSeq: 3,
+      },
+    });
+    expect(rd.truncateAfterSeq).toBe(2);
+    expect(rd.entries.map((e) => e.lsn)).toEqual([lsn(2, 3)]);
+    expect(f.lsnAt(3)).toEqual(lsn(2, 3));
+  });
+
+  it('never applies past the prefix verified equal to the leader log', () => {
+    // c holds a stale 1.3; the leader's commit seq 3 names 2.3, which c does not have.
+    const f = replica('c', [entry(1, 1), entry(1, 2), entry(1, 3)], { commitSeq: 1 });
+    step(f); // local replay of 1.1
+    const rd = step(f, {
+      type: 'message',
+      message: {
+        type: 'heartbeat',
+        from: 'b',
+        to: 'c',
+        epoch: 2,
+        round: 0,
+        commitSeq: 3,
+        commitLsn: lsn(2, 3),
+        leaderLastSeq: 3,
+      },
+    });
+    expect(rd.committed).toEqual([]);
+    expect(f.status().commitSeq).toBe(1);
+  });
+
+  it('rejects a message from an epoch below the one it joined and tells the sender', () => {
+    const f = replica('b', [entry(2, 1)]);
+    const rd = step(f, {
+      type: 'message',
+      message: {
+        type: 'heartbeat',
+        from: 'a',
+        to: 'b',
+        epoch: 1,
+        round: 0,
+        commitSeq: 0,
+        commitLsn: ZERO_LSN,
+        leaderLastSeq: 0,
+      },
+    });
+    expect(msgs(rd, 'heartbeat-ack')).toEqual([]);
+    expect(msgs(rd, 'nack')).toEqual([expect.objectContaining({ epoch: 2 })]);
+  });
+});
+
+describe('candidacy (S§7 with a durable promise)', () => {
+  it('raises its fence durably before publishing, and then ignores the old epoch', () => {
+    const f = replica('b', [entry(1, 1)]);
+    const rd = step(
+      f,
+      { type: 'session', state: 'established' },
+      { type: 'leader-znode', leader: null },
+      { type: 'epoch-znode', epoch: 1, version: 1 },
+    );
+    expect(rd.hardState).toEqual({ fenceEpoch: 2, voter: true });
+    expect(rd.coordinator).toEqual([]);
+    expect(rd.afterDurable.coordinator).toEqual([
+      { type: 'publish-candidacy', round: 1, lastLsn: lsn(1, 1) },
+    ]);
+    const late = step(f, {
+      type: 'message',
+      message: {
+        type: 'propose',
+        from: 'a',
+        to: 'b',
+        epoch: 1,
+        prevLsn: lsn(1, 1),
+        entries: [entry(1, 2)],
+        commitSeq: 1,
+        commitLsn: lsn(1, 1),
+        leaderLastSeq: 2,
+      },
+    });
+    expect(late.entries).toEqual([]);
+    expect(msgs(late, 'ack', 'after')).toEqual([]);
+  });
+
+  it('a non-voter never stands', () => {
+    const f = replica('b', [], { voter: false });
+    const rd = step(
+      f,
+      { type: 'session', state: 'established' },
+      { type: 'leader-znode', leader: null },
+      { type: 'epoch-znode', epoch: 1, version: 1 },
+    );
+    expect(rd.afterDurable.coordinator).toEqual([]);
+    expect(f.status().role).toBe('follower');
+  });
+});
+
+describe('takeover (S§6.2 + barrier, DESIGN.md §5 rule 4)', () => {
+  it('appends a new-epoch barrier and takes no write before it commits', () => {
+    const l = replica('a', [entry(1, 1), entry(1, 2)], { commitSeq: 1 });
+    const rd = elect(l, 1, [cand('b', 101, lsn(1, 1))]);
+    expect(rd.entries).toEqual([expect.objectContaining({ lsn: lsn(2, 3), kind: 'barrier' })]);
+    // The re-proposal keeps old LSNs: the follower gets 1.2 then 2.3 after the prefix 1.1.
+    const p = msgs(rd, 'propose').find((m) => m.to === 'b')!;
+    expect(p.prevLsn).toEqual(lsn(1, 1));
+    expect(p.entries.map((e) => e.lsn)).toEqual([lsn(1, 2), lsn(2, 3)]);
+    const w = step(l, { type: 'client-write', requestId: 7, payload: new Uint8Array([1]) });
+    expect(w.replies).toEqual([{ type: 'unavailable', requestId: 7 }]);
+    // Own durability plus a voter ack of 1.2 only: nothing commits (1.2 is an old-epoch entry).
+    step(l, { type: 'append-durable', lsn: lsn(2, 3) });
+    const early = step(l, {
+      type: 'message',
+      message: { type: 'ack', from: 'b', to: 'a', epoch: 2, matchSeq: 2, voter: true },
+    });
+    expect(early.committed).toEqual([]);
+    // The barrier acked by a voter: 1.2 and 2.3 commit together.
+    const done = step(l, {
+      type: 'message',
+      message: { type: 'ack', from: 'b', to: 'a', epoch: 2, matchSeq: 3, voter: true },
+    });
+    expect(done.committed.map((c) => c.entry.lsn)).toEqual([lsn(1, 2), lsn(2, 3)]);
+    expect(l.status().serving).toBe(true);
+  });
+
+  it('does not count a non-voter ack toward commit (PML §5.1)', () => {
+    const l = replica('a', [entry(1, 1)], { commitSeq: 1 });
+    elect(l, 1, [cand('b', 101, lsn(1, 1))]);
+    step(l, { type: 'append-durable', lsn: lsn(2, 2) });
+    const rd = step(l, {
+      type: 'message',
+      message: { type: 'ack', from: 'c', to: 'a', epoch: 2, matchSeq: 2, voter: false },
+    });
+    expect(rd.committed).toEqual([]);
+    expect(l.status().commitSeq).toBe(1);
+  });
+
+  it('with unsafe.skipBarrier commits an old-epoch entry by counting replicas', () => {
+    const l = replica('a', [entry(1, 1), entry(1, 2)], {
+      commitSeq: 1,
+      unsafe: { skipBarrier: true },
+    });
+    const rd = elect(l, 1, [cand('b', 101, lsn(1, 1))]);
+    expect(rd.entries).toEqual([]);
+    const done = step(l, {
+      type: 'message',
+      message: { type: 'ack', from: 'b', to: 'a', epoch: 2, matchSeq: 2, voter: true },
+    });
+    expect(done.committed.map((c) => c.entry.lsn)).toEqual([lsn(1, 2)]);
+  });
+});
+
+describe('strong reads by read-index (DESIGN.md §5 rule 6)', () => {
+  function servingLeader(): Replica {
+    const l = replica('a', [entry(1, 1)], { commitSeq: 1 });
+    elect(l, 1, [cand('b', 101, lsn(1, 1))]);
+    step(
+      l,
+      { type: 'append-durable', lsn: lsn(2, 2) },
+      {
+        type: 'message',
+        message: { type: 'ack', from: 'b', to: 'a', epoch: 2, matchSeq: 2, voter: true },
+      },
+    );
+    expect(l.status().serving).toBe(true);
+    return l;
+  }
+
+  it('serves only after a voter follower acks a heartbeat sent after the read arrived', () => {
+    const l = servingLeader();
+    const rd = step(l, { type: 'client-read', requestId: 9 });
+    expect(rd.replies).toEqual([]);
+    const hb = msgs(rd, 'heartbeat');
+    expect(hb).toHaveLength(2);
+    const round = hb[0]!.round;
+    const stale = step(l, {
+      type: 'message',
+      message: {
+        type: 'heartbeat-ack',
+        from: 'c',
+        to: 'a',
+        epoch: 2,
+        round,
+        lastLsn: lsn(2, 2),
+        commitSeq: 2,
+        voter: false,
+      },
+    });
+    expect(stale.replies).toEqual([]);
+    const older = step(l, {
+      type: 'message',
+      message: {
+        type: 'heartbeat-ack',
+        from: 'b',
+        to: 'a',
+        epoch: 2,
+        round: round - 1,
+        lastLsn: lsn(2, 2),
+        commitSeq: 2,
+        voter: true,
+      },
+    });
+    expect(older.replies).toEqual([]);
+    const ok = step(l, {
+      type: 'message',
+      message: {
+        type: 'heartbeat-ack',
+        from: 'b',
+        to: 'a',
+        epoch: 2,
+        round,
+        lastLsn: lsn(2, 2),
+        commitSeq: 2,
+        voter: true,
+      },
+    });
+    expect(ok.replies).toEqual([{ type: 'read-ready', requestId: 9, seq: 2 }]);
+  });
+
+  it('a follower redirects a strong read; a leader before its barrier commits refuses it', () => {
+    const f = replica('b');
+    expect(step(f, { type: 'client-read', requestId: 1 }).replies[0]?.type).toBe('not-leader');
+    const l = replica('a', [entry(1, 1)], { commitSeq: 1 });
+    elect(l, 1, [cand('b', 101, lsn(1, 1))]);
+    expect(step(l, { type: 'client-read', requestId: 2 }).replies).toEqual([
+      { type: 'unavailable', requestId: 2 },
+    ]);
+  });
+
+  it('a deposed leader gives up its pending reads and writes when it sees a newer epoch', () => {
+    const l = servingLeader();
+    step(l, { type: 'client-read', requestId: 3 });
+    step(l, { type: 'client-write', requestId: 4, payload: new Uint8Array([1]) });
+    const rd = step(l, {
+      type: 'message',
+      message: {
+        type: 'nack',
+        from: 'b',
+        to: 'a',
+        epoch: 3,
+        rejectedPrevSeq: 0,
+        lastSeq: 2,
+        commitSeq: 2,
+      },
+    });
+    expect(rd.replies).toEqual(
+      expect.arrayContaining([
+        { type: 'unavailable', requestId: 3 },
+        { type: 'outcome-unknown', requestId: 4 },
+      ]),
+    );
+    expect(l.status().role).toBe('follower');
+    expect(rd.coordinator).toContainEqual({ type: 'resign-leadership', epoch: 2 });
+  });
+});
