@@ -102,6 +102,14 @@ function rangeToPlacement(map: RangeMap): PlacementRangeMap {
   );
 }
 
+interface RangeView {
+  epoch?: { epoch: number; version: number };
+  candidates?: { round: number; list: Candidate[] };
+  candidatesUnsub: (() => void) | null;
+  refreshing: boolean;
+  again: boolean;
+}
+
 export class SkvNode {
   readonly id: NodeId;
   private server: KvGrpcServer | null = null;
@@ -229,7 +237,7 @@ export class SkvNode {
     this.placement = rangeToPlacement(map);
     for (const range of this.placement.ranges) {
       if (range.members.includes(this.id)) await this.startCohort(range);
-      this.watchLeaderOf(range.rangeId);
+      this.watchRange(range.rangeId);
     }
     await writeFile(
       path.join(this.config.dataDir, NODE_MARKER),
@@ -322,7 +330,6 @@ export class SkvNode {
     );
     this.cohorts.set(rangeId, cohort);
     this.log.setCheckpoint(rangeId, base.seq);
-    this.watchCoordination(rangeId);
     this.say('info', 'cohort recovered', {
       range: rangeId,
       base: `${base.epoch}.${base.seq}`,
@@ -334,46 +341,54 @@ export class SkvNode {
 
   // ---- coordination --------------------------------------------------------------------------
 
-  private watchLeaderOf(rangeId: RangeId): void {
-    this.unsubscribes.push(
-      this.deps.coordinator.watchLeader(rangeId, (leader) => {
-        this.leaders.set(rangeId, leader);
-        this.mapVersion++;
-        this.feed(rangeId, 'leader');
-      }),
-    );
+  /**
+   * The coordinator's view of each range: its epoch counter and leader znode, always READ
+   * TOGETHER — epoch first, then leader — whenever either watch fires. One ZooKeeper multi moves
+   * the epoch and creates the leader znode (claimLeadership), and one session's reads are
+   * ordered, so a view never shows a new epoch without its leader: the two separate watches alone
+   * can deliver in either order, and "epoch 1, no leader" would make a follower stand for
+   * election against a live leader, or a new leader think its own znode vanished and resign.
+   * Candidates of the round of the current epoch are watched too. The view is fed to the cohort
+   * only while the session is up and leadership-safe (and re-fed in full when it comes back).
+   */
+  private readonly views = new Map<RangeId, RangeView>();
+
+  private watchRange(rangeId: RangeId): void {
+    const coord = this.deps.coordinator;
+    const view: RangeView = { refreshing: false, again: false, candidatesUnsub: null };
+    this.views.set(rangeId, view);
+    const changed = () => this.refreshView(rangeId, view);
+    this.unsubscribes.push(() => view.candidatesUnsub?.());
+    this.unsubscribes.push(coord.watchEpoch(rangeId, changed));
+    this.unsubscribes.push(coord.watchLeader(rangeId, changed));
   }
 
-  /**
-   * The coordinator's view of a range, cached as watches deliver it; fed to the cohort only while
-   * the session is up and leadership-safe (re-fed in full when it comes back).
-   */
-  private readonly views = new Map<
-    RangeId,
-    {
-      epoch?: { epoch: number; version: number };
-      candidates?: { round: number; list: Candidate[] };
+  private refreshView(rangeId: RangeId, view: RangeView): void {
+    if (view.refreshing) {
+      view.again = true;
+      return;
     }
-  >();
-
-  private watchCoordination(rangeId: RangeId): void {
+    view.refreshing = true;
+    view.again = false;
     const coord = this.deps.coordinator;
-    const view: {
-      epoch?: { epoch: number; version: number };
-      candidates?: { round: number; list: Candidate[] };
-    } = {};
-    this.views.set(rangeId, view);
-    let candidatesUnsub: (() => void) | null = null;
-    this.unsubscribes.push(() => candidatesUnsub?.());
-    this.unsubscribes.push(
-      coord.watchEpoch(rangeId, (epoch) => {
+    const read = async () => {
+      const epoch = await coord.readEpoch(rangeId);
+      const leader = await coord.readLeader(rangeId);
+      return { epoch, leader };
+    };
+    read().then(
+      ({ epoch, leader }) => {
+        view.refreshing = false;
+        if (this.stopped) return;
         view.epoch = epoch;
-        if (view.candidates?.round !== epoch.epoch) {
+        this.leaders.set(rangeId, leader);
+        this.mapVersion++;
+        if (view.candidates?.round !== epoch.epoch && this.cohorts.has(rangeId)) {
           // Rounds are named by epoch: follow the round of the current epoch.
-          candidatesUnsub?.();
+          view.candidatesUnsub?.();
           const round = epoch.epoch;
           view.candidates = { round, list: [] };
-          candidatesUnsub = coord.watchCandidates(rangeId, round, (list) => {
+          view.candidatesUnsub = coord.watchCandidates(rangeId, round, (list) => {
             if (view.candidates?.round !== round) return;
             view.candidates = {
               round,
@@ -387,34 +402,44 @@ export class SkvNode {
             this.feed(rangeId, 'candidates');
           });
         }
-        this.feed(rangeId, 'epoch');
-      }),
+        this.feed(rangeId, 'all');
+        if (view.again) this.refreshView(rangeId, view);
+      },
+      (err: unknown) => {
+        view.refreshing = false;
+        if (this.stopped) return;
+        this.say('warn', 'coordinator view read failed; retrying', {
+          range: rangeId,
+          error: String(err),
+        });
+        setTimeout(() => this.refreshView(rangeId, view), 200).unref();
+      },
     );
   }
 
-  /** Steps the cached coordinator view into the cohort (leader first, as one multi wrote it). */
-  private feed(rangeId: RangeId, what: 'leader' | 'epoch' | 'candidates' | 'all'): void {
+  /** Steps the view into the cohort: leader first, then epoch, then candidates. */
+  private feed(rangeId: RangeId, what: 'candidates' | 'all'): void {
     const cohort = this.cohorts.get(rangeId);
     if (cohort === undefined || !this.sessionUp || !this.leadershipSafe) return;
     const view = this.views.get(rangeId);
-    const leader = this.leaders.get(rangeId);
-    if ((what === 'leader' || what === 'epoch' || what === 'all') && leader !== undefined) {
+    if (view?.epoch === undefined) return;
+    if (what === 'all') {
+      const leader = this.leaders.get(rangeId);
       cohort.step({
         type: 'leader-znode',
-        leader: leader === null ? null : { nodeId: leader.nodeId, epoch: leader.epoch },
+        leader:
+          leader === null || leader === undefined
+            ? null
+            : { nodeId: leader.nodeId, epoch: leader.epoch },
       });
-    }
-    if ((what === 'epoch' || what === 'all') && view?.epoch !== undefined) {
       cohort.step({ type: 'epoch-znode', epoch: view.epoch.epoch, version: view.epoch.version });
     }
-    if (view?.candidates !== undefined && view.epoch?.epoch === view.candidates.round) {
-      if (what === 'candidates' || what === 'epoch' || what === 'all') {
-        cohort.step({
-          type: 'candidates',
-          round: view.candidates.round,
-          candidates: view.candidates.list,
-        });
-      }
+    if (view.candidates !== undefined && view.epoch.epoch === view.candidates.round) {
+      cohort.step({
+        type: 'candidates',
+        round: view.candidates.round,
+        candidates: view.candidates.list,
+      });
     }
   }
 
