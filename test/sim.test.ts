@@ -53,6 +53,12 @@ describe('deterministic simulation of one cohort', () => {
       expect(failures).toEqual([]);
     });
   }
+  it('a seed replays exactly (same schedule, same history, same outcome)', () => {
+    const a = runSeed({ seed: 4242 });
+    const b = runSeed({ seed: 4242 });
+    expect(b).toEqual(a);
+  });
+
   it('summary', () => {
     console.log(
       `simulated ${totals.seeds} seeds: ${totals.ops} client ops (${totals.okOps} ok), ${totals.timeline} timeline reads, ${totals.events} events`,

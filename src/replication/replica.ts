@@ -105,6 +105,13 @@ export interface ReplicaStatus {
   readonly barrierSeq: number;
   /** Leader whose barrier is committed (it accepts client writes and strong reads). */
   readonly serving: boolean;
+  /**
+   * This process may serve timeline reads (S§3) from its applied state. False after a restart
+   * (the commit hint is not forced, so local recovery may replay less than was applied before
+   * the crash) until it has applied everything its leader had logged when it first heard from
+   * it: then it is at least as new as before the crash, and timeline reads never go back.
+   */
+  readonly timelineReadable: boolean;
 }
 
 interface Outbox {
@@ -185,6 +192,10 @@ export class Replica {
   private claimInFlight = false;
   private lastClaimSignature: string | null = null;
 
+  // --- timeline reads after a restart ---
+  private timelineReadable = false;
+  private timelineTarget: { epoch: number; seq: number } | null = null;
+
   // --- non-voter rebuild (PML §5.1) ---
   private promoteTarget: { epoch: number; seq: number } | null = null;
 
@@ -237,7 +248,18 @@ export class Replica {
       appliedSeq: this.appliedSeq,
       barrierSeq: this.barrierSeq,
       serving: this.role === 'leader' && this.barrierCommitted(),
+      timelineReadable: this.checkTimelineReadable(),
     };
+  }
+
+  private checkTimelineReadable(): boolean {
+    if (this.timelineReadable) return true;
+    const t = this.timelineTarget;
+    const caughtUp =
+      (this.role === 'leader' && this.barrierCommitted() && this.appliedSeq >= this.commitSeq) ||
+      (t !== null && t.epoch === this.currentEpoch && this.appliedSeq >= t.seq);
+    if (caughtUp) this.timelineReadable = true;
+    return this.timelineReadable;
   }
 
   /** LSN of the entry at `seq`, when the log still holds it (or it is the base). */
@@ -713,6 +735,12 @@ export class Replica {
   }
 
   private notePromoteTarget(epoch: number, leaderLastSeq: number): void {
+    if (
+      !this.timelineReadable &&
+      (this.timelineTarget === null || this.timelineTarget.epoch !== epoch)
+    ) {
+      this.timelineTarget = { epoch, seq: leaderLastSeq };
+    }
     if (this.hard.voter) return;
     if (this.promoteTarget === null || this.promoteTarget.epoch !== epoch) {
       // An entry the leader had not proposed yet when we (re)started rebuilding.

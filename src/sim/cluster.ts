@@ -541,7 +541,8 @@ export class SimCluster {
         );
       }
     }
-    const k = `${t.node}/${t.life}`;
+    // Per replica, across its restarts (a restarted replica serves again only once caught up).
+    const k = t.node;
     const before = this.lastTimelineSeq.get(k) ?? 0;
     if (t.appliedSeq < before) {
       this.violation(`timeline reads at ${t.node} went back in time: ${before} -> ${t.appliedSeq}`);

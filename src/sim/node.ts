@@ -343,6 +343,7 @@ export class SimNode {
   /** Timeline read: any replica, from its applied state (S§3). */
   timelineRead(key: string): { cell: Cell | undefined; appliedSeq: number } | null {
     if (this.model === null || this.replica === null) return null;
+    if (!this.replica.status().timelineReadable) return null;
     return { cell: this.model.get(key), appliedSeq: this.model.appliedSeq };
   }
 
