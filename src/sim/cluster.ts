@@ -20,9 +20,16 @@ import type {
   ReplicaTiming,
   UnsafeSwitches,
 } from '../replication/types.js';
-import { cellKey } from './apply-model.js';
+import { ApplyModel, cellKey } from './apply-model.js';
+import { checkReplicasEqual } from './checkers/convergence.js';
 import { type HistoryOp, HistoryRecorder } from './checkers/history.js';
 import { checkLinearizable } from './checkers/linearizability.js';
+import { checkNoLostAcks, type FinalCell } from './checkers/lost-acks.js';
+import {
+  type TimelineRead as CheckerTimelineRead,
+  type CommittedWrite,
+  checkTimelineReads,
+} from './checkers/timeline.js';
 import { SimDisk } from './disk.js';
 import { EventLoop } from './event-loop.js';
 import { type NetworkFaults, SimNetwork } from './network.js';
@@ -523,7 +530,7 @@ export class SimCluster {
             value: r.cell?.value ?? null,
             version: r.cell?.version ?? 0,
             appliedSeq: r.appliedSeq,
-            at: this.loop.now(),
+            at: this.loop.stamp(),
           });
         }),
       () => node.up,
@@ -770,12 +777,68 @@ export class SimCluster {
     }
   }
 
+  /** Replays the observed committed log: what each committed write really wrote. */
+  private committedWrites(): CommittedWrite[] | null {
+    const model = new ApplyModel();
+    const out: CommittedWrite[] = [];
+    const max = Math.max(0, ...this.committed.keys());
+    for (let seq = 1; seq <= max; seq++) {
+      const e = this.committed.get(seq);
+      if (e === undefined) return null; // a seq only ever shipped inside snapshots
+      const res = model.apply(e);
+      if (res === null || !res.ok) continue;
+      decodeEntryWrites(e).forEach((w) => {
+        const key = cellKey(w.row, w.column);
+        out.push(w.value === null ? { key, version: seq } : { key, value: w.value, version: seq });
+      });
+    }
+    return out;
+  }
+
   checkFinalState(): void {
     const up = this.upNodes().filter((n) => n.replica !== null);
     const maxApplied = Math.max(0, ...up.map((n) => n.model!.appliedSeq));
     const caughtUp = up.filter((n) => n.model!.appliedSeq === maxApplied);
-    const digests = new Set(caughtUp.map((n) => n.model!.digest()));
-    if (digests.size > 1) this.violation('caught-up replicas differ in applied state');
+    const conv = checkReplicasEqual(new Map(caughtUp.map((n) => [n.id, n.model!.digest()])));
+    if (caughtUp.length >= 2 && !conv.ok) {
+      this.violation(`caught-up replicas differ in applied state: ${conv.divergent.join(', ')}`);
+    }
+    // The shared checkers (src/sim/checkers): lost acks against the final state, timeline reads.
+    const leader = this.leader();
+    if (leader !== null && this.converged()) {
+      const finalState = new Map<string, FinalCell | null>();
+      for (const key of this.keyOps.keys()) {
+        const cell = leader.model!.get(key);
+        finalState.set(
+          key,
+          cell === undefined ? null : { value: cell.value, version: cell.version },
+        );
+      }
+      const lost = checkNoLostAcks(this.history.history(), finalState);
+      if (!lost.ok) {
+        this.violation(
+          `lost acks: ${lost.lost.map((l) => `${l.key}=${l.value}`).join(', ')} phantoms: ${lost.phantoms.length}`,
+        );
+      }
+    }
+    const writes = this.committedWrites();
+    if (writes !== null) {
+      const reads: CheckerTimelineRead[] = this.timeline.map((t, id) => ({
+        id,
+        replica: t.node,
+        key: t.key,
+        found: t.value !== null,
+        ...(t.value === null ? {} : { value: t.value, version: t.version }),
+        call: t.at,
+        ret: t.at,
+      }));
+      const tl = checkTimelineReads(reads, writes);
+      if (!tl.ok) {
+        this.violation(
+          `timeline checker: ${tl.notCommitted.length} uncommitted, ${tl.wentBack.length} went back`,
+        );
+      }
+    }
     // Every acknowledged write is in the committed log, at the version it was given.
     for (const op of this.history.history()) {
       if (op.outcome !== 'ok' || op.f !== 'put' || op.result?.version === undefined) continue;
