@@ -81,6 +81,9 @@ const NODE_MARKER = 'node.json';
 const SNAPSHOT_TRANSFER_BYTES_MAX = 4 * 1024 * 1024 * 1024;
 const GC_INTERVAL_MS = 5_000;
 const SCAN_PAGE_ROWS_MAX = 1000;
+/** Beyond two session timeouts, when waiting for a previous life's membership znode to expire. */
+const REGISTER_SLACK_MS = 1000;
+const REGISTER_RETRY_MS_MIN = 50;
 
 interface SnapshotTransfer {
   readonly transferId: bigint;
@@ -217,7 +220,7 @@ export class SkvNode {
     const coord = this.deps.coordinator;
     this.unsubscribes.push(coord.onSessionEvent((e) => this.onSessionEvent(e.kind)));
     await coord.start();
-    await coord.registerNode(this.id, this.address);
+    await this.registerAfterPreviousLife();
     this.unsubscribes.push(
       coord.watchNodes((nodes) => {
         this.addresses = new Map(nodes.map((n) => [n.nodeId, n.address]));
@@ -252,6 +255,43 @@ export class SkvNode {
     this.refreshViews();
     this.server.setServing(true);
     this.say('info', 'node started', { address: this.address, cohorts: [...this.cohorts.keys()] });
+  }
+
+  /**
+   * Registers the node's membership znode. A process restarted soon after a crash (a supervisor,
+   * a pod restart, the fault tests) finds the ephemeral of its previous life still there until
+   * ZooKeeper expires that session (up to one session timeout after the crash). That is not a
+   * duplicate: wait, bounded, for the old session to go. A live duplicate keeps its session
+   * alive, so the wait ends in the same `already-exists` error as before.
+   */
+  private async registerAfterPreviousLife(): Promise<void> {
+    const coord = this.deps.coordinator;
+    const waitMsMax = coord.sessionTimeoutMs * 2 + REGISTER_SLACK_MS;
+    const deadline = performance.now() + waitMsMax;
+    let waiting = false;
+    for (;;) {
+      try {
+        await coord.registerNode(this.id, this.address);
+        if (waiting) this.say('info', 'the previous session expired; registered');
+        return;
+      } catch (err) {
+        if (!(err instanceof SkvError && err.code === 'already-exists')) throw err;
+        if (this.stopped || performance.now() >= deadline) throw err;
+        if (!waiting) {
+          waiting = true;
+          this.say(
+            'warn',
+            'node id still registered by a previous session: waiting for it to expire',
+            {
+              waitMsMax,
+            },
+          );
+        }
+        await new Promise((resolve) =>
+          setTimeout(resolve, Math.max(REGISTER_RETRY_MS_MIN, coord.sessionTimeoutMs / 10)),
+        );
+      }
+    }
   }
 
   /** PML §5.1: a marker that says we had data, with an empty data dir, means a lost disk. */
