@@ -443,6 +443,7 @@ export class SkvNode {
           });
         }
         this.feed(rangeId, 'all');
+        this.resignIfOrphaned(rangeId);
         if (view.again) this.refreshView(rangeId, view);
       },
       (err: unknown) => {
@@ -567,6 +568,36 @@ export class SkvNode {
     if (up) this.refreshViews();
   }
 
+  /**
+   * A leader znode that names this node while its replica is a follower is an orphan: the replica
+   * stepped down when leadership became unsafe (no confirmed ZooKeeper contact within the grace,
+   * e.g. while ZooKeeper restarts), but the session itself survived, and with it the ephemeral
+   * leader znode. Nobody stands for election while a leader znode exists, so the range would stay
+   * leaderless for as long as this session lives. Delete it (resignLeader removes it only if this
+   * session owns it) and the members elect again. Only while leadership is safe and the replica
+   * is a plain follower: a candidate may be in the middle of its own claim.
+   */
+  private resignIfOrphaned(rangeId: RangeId): void {
+    if (!this.sessionUp || !this.leadershipSafe || this.stopped) return;
+    const cohort = this.cohorts.get(rangeId);
+    if (cohort === undefined || this.leaders.get(rangeId)?.nodeId !== this.id) return;
+    if (cohort.replica.status().role !== 'follower') return;
+    this.deps.coordinator.resignLeader(rangeId).then(
+      (removed) => {
+        if (removed) {
+          this.say('warn', 'removed an orphaned leader znode (stepped down, session survived)', {
+            range: rangeId,
+          });
+        }
+      },
+      (err: unknown) =>
+        this.say('warn', 'removing an orphaned leader znode failed', {
+          range: rangeId,
+          error: String(err),
+        }),
+    );
+  }
+
   /** Re-feed the coordinator's view to every cohort (after a session came back). */
   private refreshViews(): void {
     for (const rangeId of this.cohorts.keys()) this.feed(rangeId, 'all');
@@ -580,10 +611,16 @@ export class SkvNode {
     const safe = this.sessionUp && this.deps.coordinator.isLeadershipSafe();
     if (safe !== this.leadershipSafe) {
       this.leadershipSafe = safe;
+      this.say(safe ? 'info' : 'warn', safe ? 'leadership safe again' : 'leadership unsafe', {
+        msSinceContact: Math.round(this.deps.coordinator.msSinceLastContact()),
+      });
       for (const c of this.cohorts.values()) {
         c.step({ type: 'session', state: safe ? 'established' : 'lost' });
       }
-      if (safe) this.refreshViews();
+      if (safe) {
+        this.refreshViews();
+        for (const rangeId of this.cohorts.keys()) this.resignIfOrphaned(rangeId);
+      }
     }
     for (const c of this.cohorts.values()) c.step({ type: 'tick' });
   }
