@@ -18,7 +18,12 @@ import { freePort } from '../../src/devtools/local-zookeeper.js';
 import type { RangeMapResponse } from '../../src/rpc/generated/skv/v1/kv.js';
 import { startTestZooKeeper, type TestZooKeeper } from './zookeeper.js';
 
-const BIN = fileURLToPath(new URL('../../bin/skv.js', import.meta.url));
+// SKV_TEST_BIN points the harness at another built `skv` (e.g. an isolated build of HEAD while
+// other work is in progress in this checkout); by default the checkout's own bin/skv.js.
+const BIN =
+  process.env.SKV_TEST_BIN !== undefined && process.env.SKV_TEST_BIN !== ''
+    ? process.env.SKV_TEST_BIN
+    : fileURLToPath(new URL('../../bin/skv.js', import.meta.url));
 
 export interface ClusterOptions {
   readonly nodes?: number;
