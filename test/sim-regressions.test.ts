@@ -10,6 +10,11 @@ function clean(seed: number): void {
   expect(r.violations, `SIM_SEED=${seed}`).toEqual([]);
 }
 
+function cleanHarsh(seed: number): void {
+  const r = runSeed({ seed, nemesisIntervalMs: [10, 80], faultPhaseMs: 6000 });
+  expect(r.violations, `harsh SIM_SEED=${seed}`).toEqual([]);
+}
+
 describe('regressions found by the random simulation', () => {
   it('seeds 5, 17: a candidate took the fence epoch carried by a nack as its current epoch, then asserted on its own successful claim', () => {
     clean(5);
@@ -29,5 +34,13 @@ describe('regressions found by the random simulation', () => {
   it('seeds 12259, 10120: a commit counted the ack of a follower that lost its disk afterwards (the durability invariant now counts a lost copy; the loss is the one tolerated failure)', () => {
     clean(12259);
     clean(10120);
+  });
+
+  it('harsh seed 50612: the nemesis counted a rebuild as over when the promotion was not durable yet, then lost a second disk (two non-voters: the cohort correctly stops)', () => {
+    cleanHarsh(50612);
+  });
+
+  it('harsh seed 50692: many indeterminate writes made the linearizability search time out; never-committed info puts are now resolved as failed', () => {
+    cleanHarsh(50692);
   });
 });

@@ -12,7 +12,7 @@
 import { assert } from '../core/assert.js';
 import type { NodeId } from '../core/ids.js';
 import { type Lsn, lsnEquals } from '../core/lsn.js';
-import { encodeRowMutation } from '../core/mutation.js';
+import { decodeRowMutation, encodeRowMutation } from '../core/mutation.js';
 import type {
   Entry,
   Message,
@@ -59,6 +59,8 @@ export interface SimOptions {
    * (commit only when durable on >= 2 logs).
    */
   readonly skipInvariants?: readonly 'durable-on-two'[];
+  /** Virtual ms between two nemesis actions (default [40, 250]; smaller is harsher). */
+  readonly nemesisIntervalMs?: readonly [number, number];
   /** Rotate to a fresh key after this many ops on one (TESTING.md B.3: <= 200 per key). */
   readonly opsPerKeyMax?: number;
   readonly keys?: number;
@@ -265,7 +267,8 @@ export class SimCluster {
     const r = n.replica;
     if (r === null) return;
     const s = r.status();
-    if (s.voter) this.wipedRebuilding.delete(n.id);
+    // A rebuild is over only once the promotion is durable (a crash may undo it).
+    if (s.voter && n.disk.durableHard?.voter === true) this.wipedRebuilding.delete(n.id);
     if (s.role === 'leader') {
       const other = this.leaders.get(s.currentEpoch);
       if (other === undefined) this.leaders.set(s.currentEpoch, n.id);
@@ -669,7 +672,8 @@ export class SimCluster {
       this.heal();
       this.count('heal');
     }
-    this.loop.after(this.rng.range(40, 250), () => this.nemesisStep());
+    const [lo, hi] = this.options.nemesisIntervalMs ?? [40, 250];
+    this.loop.after(this.rng.range(lo, hi), () => this.nemesisStep());
   }
 
   // ===========================================================================================
@@ -856,8 +860,29 @@ export class SimCluster {
     }
   }
 
+  /**
+   * The history for the linearizability checker, with indeterminate puts resolved (TESTING.md
+   * B.3, etcd's patch_history): an `info` put whose unique value is in no committed entry never
+   * took effect (no read can ever see it) and becomes `fail`. This keeps the search small when
+   * faults leave many writes indeterminate.
+   */
   strongHistory(): HistoryOp[] {
-    return this.history.history();
+    const committedValues = new Set<string>();
+    for (const e of this.committed.values()) {
+      if (e.kind !== 'data') continue;
+      for (const w of decodeEntryWrites(e)) {
+        if (w.value !== null) committedValues.add(`${cellKey(w.row, w.column)}\u0000${w.value}`);
+      }
+    }
+    return this.history
+      .history()
+      .map((op) =>
+        op.outcome === 'info' &&
+        op.f === 'put' &&
+        !committedValues.has(`${op.key}\u0000${op.value}`)
+          ? { ...op, outcome: 'fail' as const }
+          : op,
+      );
   }
 
   paths(): Record<string, number> {
@@ -924,8 +949,6 @@ export function entryWrites(e: Entry, key: string, value: string): boolean {
     (w) => w.row === row && w.column === column && w.value === value,
   );
 }
-
-import { decodeRowMutation } from '../core/mutation.js';
 
 function decodeEntryWrites(e: Entry): { row: string; column: string; value: string | null }[] {
   const m = decodeRowMutation(e.payload);

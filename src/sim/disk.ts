@@ -134,6 +134,9 @@ export class SimDisk {
     for (const w of done) w.run();
   }
 
+  /** The latest durable hard state (what a restart would recover). */
+  durableHard: HardState | null = null;
+
   private indexDurable(r: DiskRecord): void {
     switch (r.t) {
       case 'entry':
@@ -150,6 +153,8 @@ export class SimDisk {
         this.durableLsns.set(r.lsn.seq, r.lsn);
         break;
       case 'hard':
+        this.durableHard = r.hard;
+        break;
       case 'commit':
         break;
       default: {
@@ -218,6 +223,7 @@ export class SimDisk {
     this.lostBaseSeq = Math.max(this.lostBaseSeq, this.durableBaseSeq);
     this.durableLsns.clear();
     this.durableBaseSeq = 0;
+    this.durableHard = null;
   }
 
   recover(): Recovered {
