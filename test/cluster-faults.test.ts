@@ -14,7 +14,8 @@
 // node in every cohort). Measured figures are printed with the prefix "[faults]".
 //
 // SKV_TEST_BIN may point the harness at an isolated build; otherwise the checkout's bin/skv.js
-// (run `npm run build` after changing src/).
+// (run `npm run build` after changing src/). SKV_FAULTS_SERVER_ARGS adds `skv server` flags (the
+// unsafe switches, to see a test fail).
 
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -109,6 +110,9 @@ describe('skv cluster: faults', () => {
       nodes: 3,
       splitKeys: ['h', 'p'],
       sessionTimeoutMs: SESSION_TIMEOUT_MS,
+      // To check that a test can fail: e.g. SKV_FAULTS_SERVER_ARGS=--unsafe-follower-strong-reads
+      // must make the paused-leader test fail.
+      serverArgs: (process.env.SKV_FAULTS_SERVER_ARGS ?? '').split(' ').filter((a) => a !== ''),
     });
     return cluster;
   }
@@ -242,6 +246,7 @@ describe('skv cluster: faults', () => {
     // Two of three: writes go on without it.
     await load.waitForAcks(200, t, 10_000);
     t = performance.now();
+    const restartedAt = t;
     await c.restart(follower);
     await load.waitForAcks(200, t, 10_000);
     const records = await load.stop();
@@ -260,7 +265,8 @@ describe('skv cluster: faults', () => {
     );
     say(
       `follower restart: ${want.size} rows; follower's timeline scan equal to the leader's ` +
-        `${(performance.now() - caughtUpFrom).toFixed(0)} ms after the load stopped`,
+        `${(performance.now() - caughtUpFrom).toFixed(0)} ms after the load stopped, ` +
+        `${(performance.now() - restartedAt).toFixed(0)} ms after the restart`,
     );
     // And it serves the latest values: a fresh write shows up there within the commit period
     // (2 ticks of 50 ms; bounded here at 2 s for a loaded 2-core machine).
@@ -399,29 +405,43 @@ describe('skv cluster: faults', () => {
     expectNothingLost(await checkWrites(kv2, records), records);
   }, 90_000);
 
-  it('ZooKeeper restarted under load: nothing acknowledged is lost and service resumes', async () => {
+  it('ZooKeeper restarted under load, then down past the session timeout: nothing acknowledged is lost, service resumes', async () => {
     const c = await start();
     const kv = c.client({ timeoutMs: 10_000 });
     const load = WriteLoad.start({
       client: kv,
       key: (w, i) => `a-zk-${w}-${i}`,
       tag: 'zk',
-      durationMsMax: 40_000,
+      durationMsMax: 60_000,
     });
     await load.waitForAcks(200, 0, 10_000);
-    const t = performance.now();
+    // 1. A quick restart (SIGKILL, then start again on the same port and data).
+    const t1 = performance.now();
     await c.zk.zk.restart();
-    const upAt = performance.now();
-    say(`ZooKeeper restarted in ${(upAt - t).toFixed(0)} ms`);
-    await load.waitForAcks(200, upAt, 30_000);
+    const up1 = performance.now();
+    await load.waitForAcks(200, up1, 30_000);
+    // 2. Down for longer than a session timeout: every node's leadership turns unsafe and the
+    // cohorts step down; the sessions outlive the outage (ZooKeeper restarts their timers).
+    const t2 = performance.now();
+    await c.zk.zk.kill();
+    await new Promise((r) => setTimeout(r, SESSION_TIMEOUT_MS * 1.5));
+    await c.zk.zk.restart();
+    const up2 = performance.now();
+    await load.waitForAcks(200, up2, 30_000);
     const records = await load.stop();
-    const u = unavailability(records, t);
+    const u1 = unavailability(
+      records.filter((r) => r.endMs < t2),
+      t1,
+    );
+    const u2 = unavailability(records, t2);
     say(
-      `ZooKeeper restart: longest gap between acks ${u.maxGapMs.toFixed(0)} ms; ${load.summary()}`,
+      `ZooKeeper restart: down ${(up1 - t1).toFixed(0)} ms, longest gap between acks ` +
+        `${u1.maxGapMs.toFixed(0)} ms; down ${(up2 - t2).toFixed(0)} ms: longest gap ` +
+        `${u2.maxGapMs.toFixed(0)} ms, first ack ${(u2.gapToMs - up2).toFixed(0)} ms after it was back; ${load.summary()}`,
     );
     await c.waitForLeaders(20_000);
     expectNothingLost(await checkWrites(kv, records), records);
-  }, 90_000);
+  }, 120_000);
 
   it('leader paused past its session timeout, then resumed: it never answers a strong read or acks a write', async () => {
     const c = await start();
