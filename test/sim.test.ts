@@ -8,6 +8,7 @@
 //   SIM_SEEDS=5000 npx vitest run test/sim.test.ts     a longer run
 //   SIM_SEED=1234 npx vitest run test/sim.test.ts      replays one seed exactly
 //   SIM_SEED_START=10000          moves the window of seeds
+//   SIM_HARSH_SEEDS=1000          harsh-profile seeds (50000..), SIM_HARSH=1 with SIM_SEED replays one
 // A failing seed is printed with its violations; replay it with SIM_SEED.
 
 import { describe, expect, it } from 'vitest';
@@ -35,7 +36,11 @@ describe('deterministic simulation of one cohort', () => {
       for (const seed of chunk) {
         let r: SimReport;
         try {
-          r = runSeed({ seed });
+          r = runSeed(
+            process.env.SIM_HARSH === '1'
+              ? { seed, nemesisIntervalMs: [10, 80], faultPhaseMs: 6000 }
+              : { seed },
+          );
         } catch (e) {
           failures.push(`seed ${seed} threw: ${(e as Error).stack ?? String(e)}`);
           continue;
@@ -53,6 +58,29 @@ describe('deterministic simulation of one cohort', () => {
       expect(failures).toEqual([]);
     });
   }
+  // A harsher nemesis (a fault every 10-80 ms for 6 s): fewer seeds, more faults per seed.
+  const harsh =
+    single !== undefined
+      ? []
+      : Array.from({ length: Number(process.env.SIM_HARSH_SEEDS ?? 200) }, (_, i) => 50_000 + i);
+  for (let i = 0; i < harsh.length; i += CHUNK) {
+    const chunk = harsh.slice(i, i + CHUNK);
+    it(`harsh seeds ${chunk[0]}..${chunk[chunk.length - 1]} (replay: SIM_SEED=n SIM_HARSH=1)`, () => {
+      const failures: string[] = [];
+      for (const seed of chunk) {
+        const r = runSeed({ seed, nemesisIntervalMs: [10, 80], faultPhaseMs: 6000 });
+        totals.seeds += 1;
+        totals.ops += r.ops;
+        totals.okOps += r.okOps;
+        totals.timeline += r.timelineReads;
+        totals.events += r.events;
+        if (r.violations.length > 0) failures.push(describeFailure(r));
+      }
+      if (failures.length > 0) console.error(failures.join('\n'));
+      expect(failures).toEqual([]);
+    });
+  }
+
   it('a seed replays exactly (same schedule, same history, same outcome)', () => {
     const a = runSeed({ seed: 4242 });
     const b = runSeed({ seed: 4242 });
@@ -63,6 +91,6 @@ describe('deterministic simulation of one cohort', () => {
     console.log(
       `simulated ${totals.seeds} seeds: ${totals.ops} client ops (${totals.okOps} ok), ${totals.timeline} timeline reads, ${totals.events} events`,
     );
-    expect(totals.seeds).toBe(seeds.length);
+    expect(totals.seeds).toBe(seeds.length + harsh.length);
   });
 });
