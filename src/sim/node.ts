@@ -251,10 +251,9 @@ export class SimNode {
       if (e !== undefined) {
         assert(lsnEquals(e.lsn, rec.commitLsn), `${this.id}: commit hint contradicts the log`);
         commitSeq = e.lsn.seq;
-      } else if (rec.commitLsn.seq > base.seq) {
-        // The hint outlived its entry (a torn tail): replay what we have.
-        commitSeq = rec.entries[rec.entries.length - 1]?.lsn.seq ?? base.seq;
       }
+      // A hint whose entry is gone (cannot happen with in-order writes) is ignored: replaying
+      // less is always safe, the leader tells us the rest.
     }
     this.wasNonVoter = !(rec.hard ?? hard).voter;
     this.replica = new Replica(
