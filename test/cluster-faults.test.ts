@@ -263,8 +263,11 @@ describe('skv cluster: faults', () => {
       },
       20_000,
     );
+    // The node's own clock (its log's epoch-ms times) for when it started serving this life.
+    const started = (await logLines(c, follower)).filter((l) => l.msg === 'node started').pop();
     say(
-      `follower restart: ${want.size} rows; follower's timeline scan equal to the leader's ` +
+      `follower restart: caught up ${Date.now() - Number(started?.time)} ms after it started (log); ` +
+        `${want.size} rows; follower's timeline scan equal to the leader's ` +
         `${(performance.now() - caughtUpFrom).toFixed(0)} ms after the load stopped, ` +
         `${(performance.now() - restartedAt).toFixed(0)} ms after the restart`,
     );
