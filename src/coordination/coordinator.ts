@@ -207,5 +207,6 @@ export interface Coordinator {
   readLeader(rangeId: RangeId): Promise<LeaderInfo | null>;
   watchLeader(rangeId: RangeId, listener: (leader: LeaderInfo | null) => void): Unsubscribe;
   /** Deletes the leader znode if THIS session created it (stepping down); true if deleted. */
-  resignLeader(rangeId: RangeId): Promise<boolean>;
+  /** With `epoch`: only if the znode is of that epoch (a stale resign never removes a newer one). */
+  resignLeader(rangeId: RangeId, epoch?: number): Promise<boolean>;
 }

@@ -118,6 +118,23 @@ export class Cohort {
     return this.appliedSeq;
   }
 
+  /**
+   * Whether timeline reads may be served here (S§3): after a restart the core waits until the
+   * replica has caught up with what a leader had when it first heard from one, so reads never go
+   * back in time across the restart; the store (applied asynchronously) must then have reached the
+   * core's applied point at that moment too.
+   */
+  timelineReadable(): boolean {
+    if (this.timelineFloor === null) {
+      const st = this.replica.status();
+      if (!st.timelineReadable) return false;
+      this.timelineFloor = st.appliedSeq;
+    }
+    return this.appliedSeq >= this.timelineFloor;
+  }
+
+  private timelineFloor: number | null = null;
+
   stop(): void {
     this.stopped = true;
     const err = new SkvError('unavailable', 'the node is shutting down');

@@ -522,14 +522,29 @@ export class SkvNode {
               cohort?.step({ type: 'claim-result', round: op.round, epoch: op.epoch, ok });
             },
             (err: unknown) => {
-              // Outcome unknown: the watches will tell (an epoch moved with our leader znode).
-              this.say('warn', 'leadership claim failed', { range: rangeId, error: String(err) });
-              cohort?.step({ type: 'claim-result', round: op.round, epoch: op.epoch, ok: false });
+              // Outcome unknown (the reply was lost): if the claim did take effect, our leader
+              // znode exists but the replica does not lead, and nobody would stand for election
+              // while it exists. Remove it (ours, that epoch only), then report the claim lost.
+              this.say('warn', 'leadership claim outcome unknown; resigning it', {
+                range: rangeId,
+                error: String(err),
+              });
+              coord
+                .resignLeader(rangeId, op.epoch)
+                .catch(() => false)
+                .then(() =>
+                  cohort?.step({
+                    type: 'claim-result',
+                    round: op.round,
+                    epoch: op.epoch,
+                    ok: false,
+                  }),
+                );
             },
           );
         return;
       case 'resign-leadership':
-        coord.resignLeader(rangeId).catch(() => {});
+        coord.resignLeader(rangeId, op.epoch).catch(() => {});
         this.say('info', 'resigned leadership', { range: rangeId, epoch: op.epoch });
         return;
     }
@@ -857,7 +872,9 @@ export class SkvNode {
     ctx: CallContext,
   ): Promise<Cohort | null> {
     const cohort = this.cohorts.get(range.rangeId);
-    if (consistency === Consistency.TIMELINE) return cohort ?? null;
+    if (consistency === Consistency.TIMELINE) {
+      return cohort?.timelineReadable() ? cohort : null;
+    }
     if (cohort === undefined || this.leaders.get(range.rangeId)?.nodeId !== this.id) {
       if (this.config.unsafe?.followerStrongReads && cohort !== undefined) return cohort;
       return null;
@@ -897,7 +914,7 @@ export class SkvNode {
 
   private async forwardTimeline(range: KeyRange, op: SessionOp, ctx: CallContext) {
     if (ctx.forwarded) throw new SkvError('unavailable', 'not a replica of this range');
-    const members = range.members.filter((m) => this.addresses.has(m));
+    const members = range.members.filter((m) => m !== this.id && this.addresses.has(m));
     const pick = members[Math.floor(Math.random() * members.length)];
     const address = pick === undefined ? null : this.addresses.get(pick);
     if (address === undefined || address === null)

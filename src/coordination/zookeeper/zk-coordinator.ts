@@ -534,10 +534,17 @@ export class ZooKeeperCoordinator implements Coordinator {
     throw new SkvError('unavailable', `${path} kept appearing and vanishing`);
   }
 
-  async resignLeader(rangeId: RangeId): Promise<boolean> {
+  async resignLeader(rangeId: RangeId, epoch?: number): Promise<boolean> {
     const path = this.layout.leader(rangeId);
-    const stat = await this.exists(path, undefined);
-    if (stat === null || !this.ownedByThisSession(stat)) return false;
+    const read = await this.getData(path);
+    if (!read.ok) {
+      if (read.code === ZK.NO_NODE) return false;
+      throw unexpected('resignLeader', path, read.code);
+    }
+    const stat = read.value.stat;
+    if (!this.ownedByThisSession(stat)) return false;
+    // Only the leadership of that epoch: a stale resign must not remove a newer claim of ours.
+    if (epoch !== undefined && decodeLeader(read.value.data, path).epoch !== epoch) return false;
     const reply = await this.remove(path, stat.version);
     if (reply.ok) return true;
     if (reply.code === ZK.NO_NODE || reply.code === ZK.BAD_VERSION) return false;
