@@ -23,7 +23,8 @@ function alive(pid: number): boolean {
 describe('skv dev', () => {
   let dir = '';
   afterAll(async () => {
-    if (dir !== '' && process.env.SKV_KEEP_TEST_DIRS !== '1') await rm(dir, { recursive: true, force: true });
+    if (dir !== '' && process.env.SKV_KEEP_TEST_DIRS !== '1')
+      await rm(dir, { recursive: true, force: true });
   });
 
   it('starts a cluster, runs the demo, and stops everything on SIGTERM', async () => {

@@ -34,6 +34,7 @@ const map: RangeMapResponse = {
 
 class FakeTransport implements NodeTransport {
   calls: { address: string; op: SessionOp['$case'] }[] = [];
+  mapReads = 0;
   constructor(
     private readonly answer: (address: string, op: SessionOp, n: number) => SessionResult,
   ) {}
@@ -42,6 +43,7 @@ class FakeTransport implements NodeTransport {
     return this.answer(address, op, this.calls.length);
   }
   async rangeMap(): Promise<RangeMapResponse> {
+    this.mapReads++;
     return map;
   }
   async *scan(): AsyncIterable<ScanResponse> {}
@@ -76,6 +78,33 @@ describe('SkvClient routing', () => {
     const c = new SkvClient({ servers: ['seed'], transport: t });
     await expect(c.put('apple', 'c', 'v')).rejects.toMatchObject({ code: 'deadline-exceeded' });
     expect(t.calls.length).toBe(1);
+  });
+
+  it('re-reads the range map after an unknown outcome (the node may be gone)', async () => {
+    let fail = true;
+    const t = new FakeTransport(() => {
+      if (fail) {
+        fail = false;
+        throw new SkvError('deadline-exceeded', 'lost');
+      }
+      return putOk;
+    });
+    const c = new SkvClient({ servers: ['seed'], transport: t });
+    await expect(c.put('apple', 'c', 'v')).rejects.toMatchObject({ code: 'deadline-exceeded' });
+    expect(t.mapReads).toBe(1);
+    await c.put('apple', 'c', 'v');
+    expect(t.mapReads).toBe(2);
+  });
+
+  it('backs off while no leader is known instead of spending every attempt at once', async () => {
+    const t = new FakeTransport(() => {
+      throw new RemoteError('not-leader', 'election', 14, null);
+    });
+    const c = new SkvClient({ servers: ['seed'], transport: t, timeoutMs: 400, backoffBaseMs: 20 });
+    const started = performance.now();
+    await expect(c.put('apple', 'c', 'v')).rejects.toMatchObject({ code: 'not-leader' });
+    expect(performance.now() - started).toBeGreaterThan(150);
+    expect(t.calls.length).toBeLessThan(20);
   });
 
   it('surfaces a version mismatch at once', async () => {

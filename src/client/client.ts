@@ -350,8 +350,12 @@ export class SkvClient {
         switch (err.code) {
           case 'not-leader':
             hint = leaderHint;
-            if (hint === null) this.mapVersion = -1;
             if (route !== null) route.leader = null;
+            if (hint === null) {
+              // No leader known yet (an election is running): refresh and back off.
+              this.mapVersion = -1;
+              await sleep(this.backoff(attempt));
+            }
             break;
           case 'unavailable':
           case 'closed':
@@ -359,9 +363,10 @@ export class SkvClient {
             await sleep(this.backoff(attempt));
             break;
           case 'deadline-exceeded':
-            // Outcome unknown: a write is never retried; a read may be.
-            if (!how.read) throw err;
+            // The node may be gone: route afresh next time. Outcome unknown: a write is never
+            // retried; a read may be.
             this.mapVersion = -1;
+            if (!how.read) throw err;
             break;
           default:
             throw err;

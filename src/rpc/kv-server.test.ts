@@ -151,6 +151,28 @@ describe('KV gRPC edge', () => {
     expect(keys).toEqual(['a', 'b']);
   });
 
+  it('ends a failing scan with its status at once (not at the deadline)', async () => {
+    const started = performance.now();
+    const stream = client.scan({
+      start: b(''),
+      end: b(''),
+      limit: 200_000,
+      consistency: 0,
+      columns: [],
+    });
+    const err = await (async () => {
+      try {
+        for await (const _ of stream) {
+        }
+      } catch (e) {
+        return e as ServiceError;
+      }
+      return null;
+    })();
+    expect(err?.code).toBe(status.INVALID_ARGUMENT);
+    expect(performance.now() - started).toBeLessThan(2_000);
+  });
+
   it('serves many requests over one session stream, answered by id', async () => {
     const session = new SessionChannel(address);
     try {

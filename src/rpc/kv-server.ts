@@ -215,7 +215,8 @@ export class KvEdge {
       }
       call.end();
     };
-    run().catch((err: unknown) => call.destroy(serviceError(err)));
+    // emit('error') sends the status to the client (destroy() would only drop the stream).
+    run().catch((err: unknown) => call.emit('error', serviceError(err)));
   };
 
   rangeMap = (
