@@ -31,6 +31,7 @@ import type {
   ReplicaConfig,
 } from '../replication/types.js';
 import type { RangeStore } from '../storage/range-store.js';
+import { cohortReadyFailpoints, FAILPOINTS_ARMED, followerAckFailpoint } from './failpoints.js';
 import type { HardStateStore } from './hard-state-store.js';
 
 /** The commit log's `kind` byte of replicated entries. */
@@ -274,7 +275,10 @@ export class Cohort {
     for (const c of rd.committed) this.applyCommitted(c.entry, c.requestId);
 
     // 3. Send and coordinate.
-    for (const m of rd.messages) this.send(m);
+    const withheld =
+      FAILPOINTS_ARMED &&
+      cohortReadyFailpoints(this.replica.status(), rd.entries.length, this.durable);
+    if (!withheld) for (const m of rd.messages) this.send(m);
     for (const rep of rd.replies) this.reply(rep);
     for (const op of rd.coordinator) this.ports.coordinate(this.rangeId, op);
     for (const s of rd.snapshotsToSend) {
@@ -294,6 +298,8 @@ export class Cohort {
     if (after.messages.length > 0 || after.coordinator.length > 0 || wrote) {
       this.durable.then(() => {
         if (this.stopped) return;
+        if (FAILPOINTS_ARMED && after.messages.length > 0)
+          followerAckFailpoint(this.replica.status());
         for (const m of after.messages) this.send(m);
         for (const op of after.coordinator) this.ports.coordinate(this.rangeId, op);
         if (wrote) this.step({ type: 'append-durable', lsn: lastLsn });
