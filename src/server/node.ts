@@ -46,6 +46,7 @@ import {
 } from '../storage/encoding.js';
 import { NodeStorage } from '../storage/node-storage.js';
 import { Cohort } from './cohort.js';
+import { FAILPOINTS_ARMED, failpoint, onStatusSignal } from './failpoints.js';
 import { HardStateStore } from './hard-state-store.js';
 
 export interface NodeConfig {
@@ -249,6 +250,12 @@ export class SkvNode {
     const tickMs = this.config.tickMs ?? 50;
     this.timers.push(setInterval(() => this.tick(), tickMs));
     this.timers.push(setInterval(() => this.collectGarbage(), GC_INTERVAL_MS));
+    this.unsubscribes.push(
+      onStatusSignal(
+        () => this.status(),
+        (msg, fields) => this.say('info', msg, fields),
+      ),
+    );
     this.sessionUp = true;
     this.leadershipSafe = coord.isLeadershipSafe();
     for (const c of this.cohorts.values()) c.step({ type: 'session', state: 'established' });
@@ -506,6 +513,7 @@ export class SkvNode {
         });
         return;
       case 'claim-leadership':
+        if (FAILPOINTS_ARMED) failpoint('epoch-write-before');
         coord
           .claimLeadership(rangeId, {
             fromVersion: op.fromVersion,
@@ -515,6 +523,7 @@ export class SkvNode {
           })
           .then(
             (ok) => {
+              if (FAILPOINTS_ARMED && ok) failpoint('epoch-write-after');
               this.say('info', ok ? 'elected leader' : 'leadership claim lost', {
                 range: rangeId,
                 epoch: op.epoch,
