@@ -350,6 +350,10 @@ export class Replica {
   /** The outputs accumulated since the last `advance`. Call `advance` once they are handled. */
   ready(): Ready {
     assert(!this.readyTaken, 'ready() called twice without advance()');
+    if (this.proposePending) {
+      this.proposePending = false;
+      for (const p of this.peers) this.sendAppend(p);
+    }
     this.emitCommitted();
     this.serveConfirmedReads();
     const o = this.out;
@@ -406,9 +410,13 @@ export class Replica {
     };
     this.appendLocal(entry);
     this.pendingWrites.set(entry.lsn.seq, requestId);
-    // S§5: propose to both followers in parallel with the local force.
-    for (const p of this.peers) this.sendAppend(p);
+    // S§5: propose to both followers in parallel with the local force — in this Ready, so every
+    // write stepped before it rides in one propose per follower (see `ready`).
+    this.proposePending = true;
   }
+
+  /** Client writes appended since the last Ready that are not proposed yet. */
+  private proposePending = false;
 
   // Strong reads use READ-INDEX, not leases: no clock is trusted (SIGSTOP, skew), see DESIGN.md
   // §5 rule 6. Why it is linearizable: the read records readSeq = commitSeq when it arrives;

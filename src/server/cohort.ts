@@ -151,16 +151,37 @@ export class Cohort {
     }
   }
 
+  /**
+   * Feeds an input to the core. Inputs that arrive in one turn of the event loop (the requests of
+   * one client batch, the messages of one peer batch, the ticks and acks around them) are stepped
+   * together and drained ONCE, so they share one Ready: one log append, one propose per follower
+   * carrying all the new entries, one apply pass. Order is kept.
+   */
   step(input: Input): void {
     if (this.stopped) return;
+    this.inbox.push(input);
+    if (!this.inboxScheduled) {
+      this.inboxScheduled = true;
+      queueMicrotask(this.flushInbox);
+    }
+  }
+
+  private inbox: Input[] = [];
+  private inboxScheduled = false;
+
+  private readonly flushInbox = (): void => {
+    this.inboxScheduled = false;
+    const inputs = this.inbox;
+    this.inbox = [];
+    if (this.stopped) return;
     try {
-      this.replica.step(input);
+      for (const input of inputs) this.replica.step(input);
     } catch (err) {
       this.ports.fatal(err);
       return;
     }
     this.drain();
-  }
+  };
 
   /** Proposes a row mutation; resolves once committed and applied. */
   write(payload: Uint8Array, deadlineMs: number): Promise<ApplyResult> {
