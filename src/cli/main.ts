@@ -4,8 +4,10 @@
 // Every server flag has an environment variable (deploy/README.md lists them); a flag wins over
 // its variable, and the variable over the default.
 
+import http from 'node:http';
 import os from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import { registerBenchCommand } from '../../bench/cli.js';
 import { connect, type SkvClient } from '../client/index.js';
 import { ZooKeeperCoordinator } from '../coordination/zookeeper/zk-coordinator.js';
@@ -14,7 +16,7 @@ import { formatBytes } from '../placement/bytes.js';
 import { parseSplitKeys } from '../placement/initial-map.js';
 import { checkHealth } from '../rpc/health-client.js';
 import { GrpcNodeTransport } from '../rpc/node-transport.js';
-import { SkvNode } from '../server/node.js';
+import { SkvNode, splitHostPort } from '../server/node.js';
 import { initCluster } from './cluster-init.js';
 import { runDev } from './dev.js';
 import { createLogger } from './logger.js';
@@ -40,6 +42,34 @@ export function idFromHostname(hostname: string): string {
   if (m === null)
     throw new SkvError('invalid-argument', `cannot derive a node id from hostname ${hostname}`);
   return `n${m[1]}`;
+}
+
+/**
+ * --metrics-listen: Prometheus text format at GET /metrics. For now the process and Node.js
+ * runtime metrics of prom-client (CPU, memory, heap, event-loop lag, GC), labelled with the node
+ * id; the pods' scrape annotations point here. Binds before the node starts, so a taken port
+ * fails the start instead of leaving a node that cannot be scraped.
+ */
+async function serveMetrics(listen: string, nodeId: string): Promise<http.Server> {
+  const [host, portText] = splitHostPort(listen);
+  const registry = new Registry();
+  registry.setDefaultLabels({ node: nodeId });
+  collectDefaultMetrics({ register: registry });
+  const server = http.createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+      res.writeHead(404).end();
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (err: unknown) => res.writeHead(500).end(String(err)),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(intOption(portText, '--metrics-listen port'), host, () => resolve());
+  });
+  return server;
 }
 
 function servers(opts: { servers?: string }): string[] {
@@ -134,9 +164,10 @@ export function buildProgram(): Command {
         .default('10000'),
     )
     .addOption(
-      new Option('--metrics-listen <host:port>', 'Prometheus /metrics (not yet served)').env(
-        'SKV_METRICS_LISTEN',
-      ),
+      new Option(
+        '--metrics-listen <host:port>',
+        'Prometheus /metrics over HTTP (default: off)',
+      ).env('SKV_METRICS_LISTEN'),
     )
     .addOption(
       new Option(
@@ -155,6 +186,8 @@ export function buildProgram(): Command {
       if (id === undefined)
         throw new SkvError('invalid-argument', 'give --id (or --id-from-hostname)');
       const logger = createLogger(o.logLevel, { node: id });
+      const metrics =
+        o.metricsListen === undefined ? null : await serveMetrics(o.metricsListen, id);
       const coordinator = new ZooKeeperCoordinator({
         connectString: o.zk,
         cluster: o.cluster,
@@ -202,6 +235,7 @@ export function buildProgram(): Command {
           process.stdin.resume();
         }
       });
+      metrics?.close();
       // Open handles (the stdin watch, gRPC channels winding down) must not keep a stopped node
       // alive.
       process.exit(0);
