@@ -460,8 +460,9 @@ describe('open loop', () => {
     const read = result.ops.find((o) => o.op === 'read')!;
     expect(result.mode).toBe('open');
     expect(read.serviceUs).not.toBeNull();
-    expect(read.serviceUs!.p99).toBeLessThan(100_000);
+    // Relative, not absolute, bounds: the machine may be loaded (no timing targets in tests).
     expect(read.latencyUs.max).toBeGreaterThan(400_000);
+    expect(read.latencyUs.max).toBeGreaterThan(read.serviceUs!.p50 * 10);
     expect(read.latencyUs.p50).toBeGreaterThan(read.serviceUs!.p50 * 5);
     expect(result.openLoop!.backlogAtEnd).toBeGreaterThan(100);
   });
@@ -474,7 +475,8 @@ describe('open loop', () => {
       warmupS: 0,
     });
     const read = result.ops.find((o) => o.op === 'read')!;
-    expect(read.latencyUs.max).toBeLessThan(100_000);
+    // No backlog accumulates: the median stays near the 20 ms service time (generous bound).
+    expect(read.latencyUs.p50).toBeLessThan(200_000);
     expect(read.serviceUs).toBeNull();
   });
 

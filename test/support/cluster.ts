@@ -7,8 +7,8 @@
 // when its stdin pipe closes, so a crashed test runner leaves nothing behind.
 
 import { type ChildProcess, spawn } from 'node:child_process';
-import { openSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { closeSync, openSync } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,6 +34,17 @@ export interface ClusterOptions {
   readonly memtableBytes?: number;
   /** Extra `skv server` flags for every node. */
   readonly serverArgs?: readonly string[];
+  /** Node i listens on hosts[i] (default 127.0.0.1 for all), e.g. inside a private netns. */
+  readonly hosts?: readonly string[];
+  /** One port for every node (needs distinct `hosts`); default: a free port each. */
+  readonly port?: number;
+  /** ZooKeeper's listen address (default 127.0.0.1) and port (default: a free one). */
+  readonly zkHost?: string;
+  readonly zkPort?: number;
+  /** Node i runs as this uid/gid (its data dir is chowned): lets iptables tell nodes apart. */
+  readonly uids?: readonly number[];
+  /** Extra environment for every node process. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export interface TestNode {
@@ -42,6 +53,8 @@ export interface TestNode {
   readonly dataDir: string;
   readonly logFile: string;
   process: ChildProcess | null;
+  /** The uid the node runs as (undefined: ours). */
+  readonly uid?: number;
 }
 
 export class TestCluster {
@@ -57,21 +70,29 @@ export class TestCluster {
 
   static async start(options: ClusterOptions = {}): Promise<TestCluster> {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'skv-cluster-'));
-    const zk = await startTestZooKeeper();
+    const zk = await startTestZooKeeper({
+      ...(options.zkHost === undefined ? {} : { host: options.zkHost }),
+      ...(options.zkPort === undefined ? {} : { port: options.zkPort }),
+    });
     const c = new TestCluster(dir, zk, 'test', options);
     try {
+      if (options.uids !== undefined) await chmod(dir, 0o755);
       const n = options.nodes ?? 3;
       for (let i = 0; i < n; i++) {
         const id = `n${i}`;
-        const port = await freePort();
+        const host = options.hosts?.[i] ?? '127.0.0.1';
+        const port = options.port ?? (await freePort(host));
         const dataDir = path.join(dir, id);
         await mkdir(dataDir, { recursive: true });
+        const uid = options.uids?.[i];
+        if (uid !== undefined) await chown(dataDir, uid, uid);
         c.nodes.push({
           id,
-          address: `127.0.0.1:${port}`,
+          address: `${host}:${port}`,
           dataDir,
           logFile: path.join(dir, `${id}.log`),
           process: null,
+          ...(uid === undefined ? {} : { uid }),
         });
       }
       const ids = c.nodes.map((x) => x.id);
@@ -111,7 +132,8 @@ export class TestCluster {
     return c;
   }
 
-  spawn(node: TestNode): void {
+  /** Starts the node's process; `env` adds to the cluster's environment for this life only. */
+  spawn(node: TestNode, env: Readonly<Record<string, string>> = {}): void {
     const log = openSync(node.logFile, 'a');
     const o = this.options;
     const args = [
@@ -136,10 +158,19 @@ export class TestCluster {
       ...(o.memtableBytes === undefined ? [] : ['--memtable-bytes', String(o.memtableBytes)]),
       ...(o.serverArgs ?? []),
     ];
-    node.process = spawn(process.execPath, args, {
+    const nodeArgs = (process.env.SKV_TEST_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+    node.process = spawn(process.execPath, [...nodeArgs, ...args], {
       stdio: ['pipe', log, log],
-      env: { ...process.env, SKV_EXIT_ON_STDIN_CLOSE: '1', SKV_LOG_LEVEL: 'info' },
+      env: {
+        ...process.env,
+        SKV_EXIT_ON_STDIN_CLOSE: '1',
+        SKV_LOG_LEVEL: 'info',
+        ...o.env,
+        ...env,
+      },
+      ...(node.uid === undefined ? {} : { uid: node.uid, gid: node.uid }),
     });
+    closeSync(log);
   }
 
   /** SIGKILL: a crash (the OS keeps what was written; unsynced data is not lost by a kill). */
@@ -175,14 +206,18 @@ export class TestCluster {
     this.node(id).process?.kill('SIGCONT');
   }
 
-  async restart(id: string, options: { wipe?: boolean } = {}): Promise<void> {
+  async restart(
+    id: string,
+    options: { wipe?: boolean; env?: Readonly<Record<string, string>> } = {},
+  ): Promise<void> {
     const node = this.node(id);
     await this.kill(id);
     if (options.wipe === true) {
       await rm(node.dataDir, { recursive: true, force: true });
       await mkdir(node.dataDir, { recursive: true });
+      if (node.uid !== undefined) await chown(node.dataDir, node.uid, node.uid);
     }
-    this.spawn(node);
+    this.spawn(node, options.env);
   }
 
   pid(id: string): number {
