@@ -72,6 +72,13 @@ const IMAGE_HOME = '/nonexistent';
 const READY_TIMEOUT_MS = 45_000;
 const JOB_TIMEOUT_MS = 30_000;
 const TEST_TIMEOUT_MS = 240_000;
+/** Another overlay to rehearse (a directory); the example overlay by default. */
+const OVERLAY = process.env.SKV_REHEARSAL_OVERLAY ?? '';
+/**
+ * The signal that stops a pod after its preStop (SIGTERM, as the kubelet sends). SIGKILL here
+ * must make the failover check fail: no handover, so reads wait for the session to expire.
+ */
+const STOP_SIGNAL = (process.env.SKV_REHEARSAL_STOP_SIGNAL ?? 'SIGTERM') as NodeJS.Signals;
 
 function say(msg: string): void {
   console.log(`[rehearsal] ${msg}`);
@@ -198,7 +205,8 @@ describe('deploy rehearsal: the example overlay on real processes', () => {
     'starts from the manifests, initialises once, serves, and survives a rolling restart under load',
     async () => {
       const t0 = performance.now();
-      const dep: Deployment = loadDeployment();
+      const dep: Deployment =
+        OVERLAY === '' ? loadDeployment() : loadDeployment(path.resolve(OVERLAY));
       const sts = dep.statefulSet;
       const server: Container = dep.server;
       const pod = sts.template.spec;
@@ -424,6 +432,21 @@ describe('deploy rehearsal: the example overlay on real processes', () => {
       );
       expect(notHealth.code).toBe(1);
 
+      // The Prometheus scrape target the pod template's annotations name.
+      const annotations = sts.template.metadata?.annotations ?? {};
+      if (annotations['prometheus.io/scrape'] === 'true') {
+        const port = Number(annotations['prometheus.io/port']);
+        const urlPath = annotations['prometheus.io/path'] ?? '/metrics';
+        for (const s of slots) {
+          const res = await fetch(`http://${probeAddress(s, port)}${urlPath}`);
+          expect(res.status, `${s.name} ${urlPath}`).toBe(200);
+          expect(await res.text()).toContain(
+            `process_cpu_user_seconds_total{node="n${s.ordinal}"}`,
+          );
+        }
+        say(`Prometheus scrape: port ${port} ${urlPath} answers on every pod`);
+      }
+
       // The rolling restart (kubectl rollout restart statefulset/skv) under load.
       const loadClient = connect({ servers: slots.map((s) => s.address), timeoutMs: 10_000 });
       clients.push(loadClient);
@@ -460,16 +483,24 @@ describe('deploy rehearsal: the example overlay on real processes', () => {
         kubelet.stop();
         // preStop, counted in the grace period; then SIGTERM; SIGKILL at the end of the grace.
         if (preStop !== undefined) {
-          const pre = await run(preStop, new Map(), { ...jobRun, uid, gid, timeoutMs: graceMs });
+          const pre = await run(preStop, new Map(), {
+            ...jobRun,
+            uid,
+            gid,
+            timeoutMs: graceMs,
+          }).catch((err: unknown) => {
+            throw new Error(`${s.name}: preStop outlived terminationGracePeriodSeconds: ${err}`);
+          });
           expect(pre.code).toBe(0);
         }
         const sigtermMs = performance.now();
-        old.signal('SIGTERM');
+        old.signal(STOP_SIGNAL);
         const remainingMs = Math.max(0, graceMs - (sigtermMs - deletedMs));
         const killer = setTimeout(() => old.signal('SIGKILL'), remainingMs);
         const exit = await old.exited;
         clearTimeout(killer);
-        expect(exit.signal, `${s.name} outlived its grace period`).toBeNull();
+        if (STOP_SIGNAL === 'SIGTERM')
+          expect(exit.signal, `${s.name} outlived its grace period`).toBeNull();
         await startPod(s);
         const readyMs = await (s.kubelet as Kubelet | null)
           ?.waitReady(READY_TIMEOUT_MS)
@@ -486,7 +517,7 @@ describe('deploy rehearsal: the example overlay on real processes', () => {
           exitCode: exit.code,
         });
         say(
-          `${s.name}: preStop ${((sigtermMs - deletedMs) / 1000).toFixed(1)} s, SIGTERM → exit ` +
+          `${s.name}: preStop ${((sigtermMs - deletedMs) / 1000).toFixed(1)} s, ${STOP_SIGNAL} → exit ` +
             `${(exit.atMs - sigtermMs).toFixed(0)} ms (code ${exit.code}), new container → Ready ` +
             `${((readyMs - (s.pod?.startedAtMs ?? 0)) / 1000).toFixed(1)} s`,
         );
@@ -515,9 +546,10 @@ describe('deploy rehearsal: the example overlay on real processes', () => {
         }
         const acks = load.writes.filter((w) => w.outcome === 'ok').map((w) => w.endMs);
         const writeGap = longestGap(acks, r.deletedMs, toMs);
-        const failedReads = load.reads.filter(
-          (x) => !x.ok && x.endMs >= r.deletedMs && x.endMs < toMs,
-        ).length;
+        const failed = load.reads.filter((x) => !x.ok && x.endMs >= r.deletedMs && x.endMs < toMs);
+        const codes = new Map<string, number>();
+        for (const x of failed) codes.set(x.code, (codes.get(x.code) ?? 0) + 1);
+        const failedReads = `${failed.length}${codes.size === 0 ? '' : ` (${[...codes].map(([c, n]) => `${c} ${n}`).join(', ')})`}`;
         worst.push(readGap.gapMs);
         say(
           `restart ${r.name}: longest strong-read gap ${readGap.gapMs.toFixed(0)} ms (range ` +

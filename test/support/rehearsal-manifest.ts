@@ -70,7 +70,10 @@ export interface StatefulSetSpec {
   readonly replicas: number;
   readonly serviceName: string;
   readonly podManagementPolicy?: string;
-  readonly template: { readonly spec: PodSpec };
+  readonly template: {
+    readonly metadata?: { readonly annotations?: Readonly<Record<string, string>> };
+    readonly spec: PodSpec;
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
