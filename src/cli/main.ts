@@ -4,14 +4,13 @@
 // Every server flag has an environment variable (deploy/README.md lists them); a flag wins over
 // its variable, and the variable over the default.
 
-import http from 'node:http';
 import os from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
-import { collectDefaultMetrics, Registry } from 'prom-client';
 import { registerBenchCommand } from '../../bench/cli.js';
 import { connect, type SkvClient } from '../client/index.js';
 import { ZooKeeperCoordinator } from '../coordination/zookeeper/zk-coordinator.js';
 import { SkvError } from '../core/errors.js';
+import { NodeMetrics, serveMetrics } from '../observability/metrics.js';
 import { formatBytes } from '../placement/bytes.js';
 import { parseSplitKeys } from '../placement/initial-map.js';
 import { checkHealth } from '../rpc/health-client.js';
@@ -42,34 +41,6 @@ export function idFromHostname(hostname: string): string {
   if (m === null)
     throw new SkvError('invalid-argument', `cannot derive a node id from hostname ${hostname}`);
   return `n${m[1]}`;
-}
-
-/**
- * --metrics-listen: Prometheus text format at GET /metrics. For now the process and Node.js
- * runtime metrics of prom-client (CPU, memory, heap, event-loop lag, GC), labelled with the node
- * id; the pods' scrape annotations point here. Binds before the node starts, so a taken port
- * fails the start instead of leaving a node that cannot be scraped.
- */
-async function serveMetrics(listen: string, nodeId: string): Promise<http.Server> {
-  const [host, portText] = splitHostPort(listen);
-  const registry = new Registry();
-  registry.setDefaultLabels({ node: nodeId });
-  collectDefaultMetrics({ register: registry });
-  const server = http.createServer((req, res) => {
-    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
-      res.writeHead(404).end();
-      return;
-    }
-    registry.metrics().then(
-      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
-      (err: unknown) => res.writeHead(500).end(String(err)),
-    );
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(intOption(portText, '--metrics-listen port'), host, () => resolve());
-  });
-  return server;
 }
 
 function servers(opts: { servers?: string }): string[] {
@@ -186,8 +157,18 @@ export function buildProgram(): Command {
       if (id === undefined)
         throw new SkvError('invalid-argument', 'give --id (or --id-from-hostname)');
       const logger = createLogger(o.logLevel, { node: id });
-      const metrics =
-        o.metricsListen === undefined ? null : await serveMetrics(o.metricsListen, id);
+      // --metrics-listen: Prometheus /metrics. Bound before the node starts, so a taken port
+      // fails the start instead of leaving a node that cannot be scraped.
+      const nodeMetrics = new NodeMetrics(id);
+      let metrics: Awaited<ReturnType<typeof serveMetrics>> | null = null;
+      if (o.metricsListen !== undefined) {
+        const [mhost, mport] = splitHostPort(o.metricsListen);
+        metrics = await serveMetrics(
+          mhost,
+          intOption(mport, '--metrics-listen port'),
+          nodeMetrics.registry,
+        );
+      }
       const coordinator = new ZooKeeperCoordinator({
         connectString: o.zk,
         cluster: o.cluster,
@@ -213,8 +194,10 @@ export function buildProgram(): Command {
           coordinator,
           transport: new GrpcNodeTransport(),
           log: (level, msg, fields) => logger[level](fields ?? {}, msg),
+          requests: nodeMetrics,
         },
       );
+      nodeMetrics.attach(node.metricsSource());
       await new Promise<void>((resolve) => {
         let stopping = false;
         const stop = (signal: string) => {

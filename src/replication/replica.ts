@@ -277,6 +277,15 @@ export class Replica {
     return this.log[seq - this.base.seq - 1] ?? null;
   }
 
+  /** Leader: how many entries the furthest follower lags behind the log's end (0 otherwise). */
+  followerLag(): number {
+    if (this.role !== 'leader') return 0;
+    const last = this.lastLsn().seq;
+    let lag = 0;
+    for (const p of this.progress.values()) lag = Math.max(lag, last - p.matchSeq);
+    return lag;
+  }
+
   lastLsn(): Lsn {
     const last = this.log[this.log.length - 1];
     return last === undefined ? this.base : last.lsn;

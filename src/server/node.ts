@@ -65,6 +65,11 @@ export interface NodeConfig {
   readonly unsafe?: { readonly ackBeforeDurable?: boolean; readonly followerStrongReads?: boolean };
 }
 
+/** Receives one observation per request served (the metrics adapter implements it). */
+export interface RequestObserver {
+  observe(method: string, consistency: string, outcome: string, seconds: number): void;
+}
+
 export interface NodeDeps {
   readonly coordinator: Coordinator;
   /** Client-side transport used to forward requests to other nodes. */
@@ -74,6 +79,7 @@ export interface NodeDeps {
     msg: string,
     fields?: Record<string, unknown>,
   ) => void;
+  readonly requests?: RequestObserver;
   /** Fail-stop hook (default: log and exit the process with status 70). */
   readonly onFatal?: (err: unknown) => void;
 }
@@ -839,7 +845,68 @@ export class SkvNode {
     throw err;
   }
 
-  async write(mutation: RowMutation, ctx: CallContext): Promise<ApplyResult> {
+  /** Runs one request and reports it to the observer (method, consistency, outcome, latency). */
+  private async observed<T>(
+    method: string,
+    consistency: string,
+    run: () => Promise<T>,
+  ): Promise<T> {
+    const observer = this.deps.requests;
+    if (observer === undefined) return await run();
+    const started = performance.now();
+    let outcome = 'ok';
+    try {
+      const result = await run();
+      if (method === 'write' && (result as ApplyResult).ok === false) outcome = 'version-mismatch';
+      return result;
+    } catch (err) {
+      outcome = err instanceof SkvError ? err.code : 'internal';
+      throw err;
+    } finally {
+      observer.observe(method, consistency, outcome, (performance.now() - started) / 1000);
+    }
+  }
+
+  write(mutation: RowMutation, ctx: CallContext): Promise<ApplyResult> {
+    return this.observed('write', 'strong', () => this.doWrite(mutation, ctx));
+  }
+
+  get(req: ValidGet, ctx: CallContext): Promise<GetResult> {
+    return this.observed('get', consistencyName(req.consistency), () => this.doGet(req, ctx));
+  }
+
+  readRow(req: ValidReadRow, ctx: CallContext): Promise<readonly CellValue[]> {
+    return this.observed('readRow', consistencyName(req.consistency), () =>
+      this.doReadRow(req, ctx),
+    );
+  }
+
+  /** What the metrics adapter reads at scrape time. */
+  metricsSource() {
+    return {
+      cohortMetrics: () =>
+        [...this.cohorts].map(([rangeId, c]) => {
+          const st = c.replica.status();
+          return {
+            rangeId,
+            role: st.role,
+            voter: st.voter,
+            epoch: st.currentEpoch,
+            lastLsnSeq: st.lastLsn.seq,
+            durableSeq: st.durableSeq,
+            commitSeq: st.commitSeq,
+            appliedSeq: st.appliedSeq,
+            storeAppliedSeq: c.appliedUpTo,
+            memtableBytes: c.store.memtableBytes,
+            followerLag: c.replica.followerLag(),
+          };
+        }),
+      logMetrics: () => ({ ...this.log.stats }),
+      sessionState: () => this.deps.coordinator.sessionState,
+    };
+  }
+
+  private async doWrite(mutation: RowMutation, ctx: CallContext): Promise<ApplyResult> {
     const range = this.routeOf(mutation.key);
     const cohort = this.cohorts.get(range.rangeId);
     if (cohort !== undefined && this.leaders.get(range.rangeId)?.nodeId === this.id) {
@@ -896,7 +963,7 @@ export class SkvNode {
     return cohort;
   }
 
-  async get(req: ValidGet, ctx: CallContext): Promise<GetResult> {
+  private async doGet(req: ValidGet, ctx: CallContext): Promise<GetResult> {
     const range = this.routeOf(req.key);
     const cohort = await this.readable(range, req.consistency, ctx);
     if (cohort !== null) {
@@ -936,7 +1003,7 @@ export class SkvNode {
     );
   }
 
-  async readRow(req: ValidReadRow, ctx: CallContext): Promise<readonly CellValue[]> {
+  private async doReadRow(req: ValidReadRow, ctx: CallContext): Promise<readonly CellValue[]> {
     const range = this.routeOf(req.key);
     const cohort = await this.readable(range, req.consistency, ctx);
     if (cohort !== null) {
@@ -1082,6 +1149,10 @@ export class SkvNode {
     await this.storage.close().catch(() => {});
     await this.log.close().catch(() => {});
   }
+}
+
+function consistencyName(c: Consistency): string {
+  return c === Consistency.TIMELINE ? 'timeline' : 'strong';
 }
 
 export function splitHostPort(hostPort: string): [string, string] {

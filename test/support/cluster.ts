@@ -32,6 +32,8 @@ export interface ClusterOptions {
   readonly sessionTimeoutMs?: number;
   readonly tickMs?: number;
   readonly memtableBytes?: number;
+  /** Serve Prometheus /metrics on a free port per node (TestNode.metricsAddress). */
+  readonly metrics?: boolean;
   /** Extra `skv server` flags for every node. */
   readonly serverArgs?: readonly string[];
   /** Node i listens on hosts[i] (default 127.0.0.1 for all), e.g. inside a private netns. */
@@ -52,6 +54,8 @@ export interface TestNode {
   readonly address: string;
   readonly dataDir: string;
   readonly logFile: string;
+  /** host:port of /metrics when the cluster was started with `metrics: true`. */
+  readonly metricsAddress: string | null;
   process: ChildProcess | null;
   /** The uid the node runs as (undefined: ours). */
   readonly uid?: number;
@@ -91,6 +95,7 @@ export class TestCluster {
           address: `${host}:${port}`,
           dataDir,
           logFile: path.join(dir, `${id}.log`),
+          metricsAddress: options.metrics === true ? `127.0.0.1:${await freePort()}` : null,
           process: null,
           ...(uid === undefined ? {} : { uid }),
         });
@@ -156,6 +161,7 @@ export class TestCluster {
       '--shutdown-grace-ms',
       '300',
       ...(o.memtableBytes === undefined ? [] : ['--memtable-bytes', String(o.memtableBytes)]),
+      ...(node.metricsAddress === null ? [] : ['--metrics-listen', node.metricsAddress]),
       ...(o.serverArgs ?? []),
     ];
     const nodeArgs = (process.env.SKV_TEST_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');

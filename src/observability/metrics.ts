@@ -1,0 +1,205 @@
+// Prometheus metrics of one node (prom-client: this folder is its only importer). Request
+// counters and latency histograms are fed by the node through the `RequestObserver` port on the
+// request path (a counter increment and a histogram observation per request); everything else —
+// per-cohort role, epoch and LSNs, memtable bytes, commit-log counters, ZooKeeper session — is
+// read from the node only when Prometheus scrapes (collect callbacks), so it costs nothing between
+// scrapes.
+
+import http from 'node:http';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { RequestObserver } from '../server/node.js';
+
+/** What the metrics read from a node at scrape time. */
+export interface NodeMetricsSource {
+  cohortMetrics(): readonly {
+    readonly rangeId: number;
+    readonly role: string;
+    readonly voter: boolean;
+    readonly epoch: number;
+    readonly lastLsnSeq: number;
+    readonly durableSeq: number;
+    readonly commitSeq: number;
+    readonly appliedSeq: number;
+    readonly storeAppliedSeq: number;
+    readonly memtableBytes: number;
+    readonly followerLag: number;
+  }[];
+  logMetrics(): {
+    batches: number;
+    records: number;
+    bytes: number;
+    fsyncs: number;
+    segments: number;
+    queuedBytes: number;
+  };
+  sessionState(): string;
+}
+
+const ROLES = ['follower', 'candidate', 'leader'] as const;
+const SESSION_STATES = ['connecting', 'connected', 'disconnected', 'expired', 'closed'] as const;
+
+export class NodeMetrics implements RequestObserver {
+  readonly registry = new Registry();
+  private readonly requests: Counter<'method' | 'consistency' | 'outcome'>;
+  private readonly latency: Histogram<'method' | 'consistency'>;
+  private source: NodeMetricsSource | null = null;
+
+  constructor(nodeId: string) {
+    const registry = this.registry;
+    registry.setDefaultLabels({ node: nodeId });
+    collectDefaultMetrics({ register: registry });
+    this.requests = new Counter({
+      name: 'skv_requests_total',
+      help: 'Requests served by this node, by method, consistency and outcome (ok or an skv error code)',
+      labelNames: ['method', 'consistency', 'outcome'],
+      registers: [registry],
+    });
+    this.latency = new Histogram({
+      name: 'skv_request_duration_seconds',
+      help: 'Request latency at this node (forwarding included), by method and consistency',
+      labelNames: ['method', 'consistency'],
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
+      registers: [registry],
+    });
+    const self = this;
+    const cohortGauge = (
+      name: string,
+      help: string,
+      pick: (c: ReturnType<NodeMetricsSource['cohortMetrics']>[number]) => number,
+    ) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['range'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const c of self.source?.cohortMetrics() ?? [])
+            this.set({ range: String(c.rangeId) }, pick(c));
+        },
+      });
+    new Gauge({
+      name: 'skv_cohort_role',
+      help: "This replica's role per range (1 for the current role)",
+      labelNames: ['range', 'role'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const c of self.source?.cohortMetrics() ?? []) {
+          for (const role of ROLES)
+            this.set({ range: String(c.rangeId), role }, c.role === role ? 1 : 0);
+        }
+      },
+    });
+    cohortGauge(
+      'skv_cohort_voter',
+      'Whether this replica votes (0 while it rebuilds a lost disk)',
+      (c) => (c.voter ? 1 : 0),
+    );
+    cohortGauge('skv_cohort_epoch', 'The epoch this replica is in', (c) => c.epoch);
+    cohortGauge(
+      'skv_cohort_last_lsn_seq',
+      "Seq of the last record in this replica's log",
+      (c) => c.lastLsnSeq,
+    );
+    cohortGauge(
+      'skv_cohort_durable_seq',
+      "Seq up to which this replica's log is durable",
+      (c) => c.durableSeq,
+    );
+    cohortGauge(
+      'skv_cohort_committed_seq',
+      'Seq up to which this replica knows writes are committed',
+      (c) => c.commitSeq,
+    );
+    cohortGauge(
+      'skv_cohort_applied_seq',
+      'Seq up to which committed writes are applied to the store',
+      (c) => c.storeAppliedSeq,
+    );
+    cohortGauge(
+      'skv_cohort_memtable_bytes',
+      "Bytes in the range's memtable",
+      (c) => c.memtableBytes,
+    );
+    cohortGauge(
+      'skv_cohort_follower_lag_entries',
+      'Leader only: entries the furthest follower lags behind',
+      (c) => c.followerLag,
+    );
+    const logGauge = (
+      name: string,
+      help: string,
+      pick: (l: ReturnType<NodeMetricsSource['logMetrics']>) => number,
+    ) =>
+      new Gauge({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          const l = self.source?.logMetrics();
+          if (l !== undefined) this.set(pick(l));
+        },
+      });
+    logGauge(
+      'skv_log_batches_total',
+      'Group-commit batches written to the shared commit log',
+      (l) => l.batches,
+    );
+    logGauge(
+      'skv_log_records_total',
+      'Records appended to the shared commit log',
+      (l) => l.records,
+    );
+    logGauge('skv_log_bytes_total', 'Bytes appended to the shared commit log', (l) => l.bytes);
+    logGauge('skv_log_fsyncs_total', 'fdatasync calls of the shared commit log', (l) => l.fsyncs);
+    logGauge('skv_log_segments', 'Segment files of the shared commit log', (l) => l.segments);
+    logGauge(
+      'skv_log_queued_bytes',
+      'Bytes waiting for the next group commit',
+      (l) => l.queuedBytes,
+    );
+    new Gauge({
+      name: 'skv_zookeeper_session_state',
+      help: 'The ZooKeeper session state (1 for the current state)',
+      labelNames: ['state'],
+      registers: [registry],
+      collect() {
+        const now = self.source?.sessionState();
+        for (const state of SESSION_STATES) this.set({ state }, now === state ? 1 : 0);
+      },
+    });
+  }
+
+  attach(source: NodeMetricsSource): void {
+    this.source = source;
+  }
+
+  observe(method: string, consistency: string, outcome: string, seconds: number): void {
+    this.requests.inc({ method, consistency, outcome });
+    this.latency.observe({ method, consistency }, seconds);
+  }
+}
+
+/** Serves GET /metrics on host:port; resolves once listening (a taken port fails the start). */
+export async function serveMetrics(
+  host: string,
+  port: number,
+  registry: Registry,
+): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+      res.writeHead(404).end();
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (err: unknown) => res.writeHead(500).end(String(err)),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return server;
+}
