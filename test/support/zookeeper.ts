@@ -12,7 +12,7 @@ export interface TestZooKeeper {
 }
 
 export async function startTestZooKeeper(
-  options: { tickTimeMs?: number } = {},
+  options: { tickTimeMs?: number; host?: string; port?: number } = {},
 ): Promise<TestZooKeeper> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'skv-zk-'));
   const zk = await LocalZooKeeper.start({ dir, ...options });
