@@ -1,0 +1,102 @@
+// The Jepsen-style fault suite against real skv clusters (issue #5; TESTING.md Part B and layer 2
+// of "Recommended test design"). Each schedule runs in its own private network namespace
+// (test/jepsen/launch.ts → runner.ts): ZooKeeper + 3 `skv server` processes (the BUILT
+// bin/skv.js: `npm run build` after changing src/), concurrent clients, a seeded fault schedule,
+// and every check of test/jepsen/checks.ts. Then a sanity run with a deliberately unsafe switch
+// must FAIL a check, or the harness is too weak to notice.
+//
+// Skips LOUDLY (never passes silently) without root, `unshare -n`, iptables or ZooKeeper.
+// SKV_JEPSEN=0 skips it on purpose; SKV_JEPSEN_KEEP=DIR keeps every runner log and report.
+// Reports are summarised with the prefix "[jepsen]".
+
+import { afterAll, describe, expect, it } from 'vitest';
+import { jepsenProblem, runJepsen, summarize } from './jepsen/launch.js';
+import type { JepsenReport } from './jepsen/report.js';
+
+const SCHEDULE_MS = 90_000;
+/** Four schedules; two of them with every node's sleep failpoints armed. */
+const SLEEPY =
+  'leader-after-force-before-propose=1%sleep(100);follower-after-force-before-ack=1%sleep(100);' +
+  'takeover=sleep(300);epoch-write-after=sleep(200);catch-up=5%sleep(50)';
+const SCHEDULES: { seed: number; failpoints: string }[] = [
+  { seed: 5101, failpoints: '' },
+  { seed: 5102, failpoints: SLEEPY },
+  { seed: 5103, failpoints: '' },
+  { seed: 5104, failpoints: SLEEPY },
+];
+const SANITY_MS = 30_000;
+const RUN_TIMEOUT_MS = SCHEDULE_MS + 150_000;
+const OPS_PER_SCHEDULE_MIN = 5000;
+const FAULTS_MIN = 25;
+const PER_CATEGORY_MIN = 3;
+
+const problem = process.env.SKV_JEPSEN === '0' ? 'SKV_JEPSEN=0' : await jepsenProblem();
+if (problem !== null) {
+  console.warn(
+    `\n[jepsen] ******** SKIPPING the Jepsen fault suite: ${problem} ********\n` +
+      '[jepsen] (it needs root, `unshare -n`, iptables and ZooKeeper: .ci/run installs them)\n',
+  );
+}
+
+const keepDir = process.env.SKV_JEPSEN_KEEP;
+const reports: JepsenReport[] = [];
+
+describe.skipIf(problem !== null)('jepsen: real clusters under a seeded fault schedule', () => {
+  for (const s of SCHEDULES) {
+    it(
+      `schedule seed ${s.seed}${s.failpoints === '' ? '' : ' (sleep failpoints armed)'}: every check holds`,
+      async () => {
+        const report = await runJepsen(
+          { seed: s.seed, durationMs: SCHEDULE_MS, serverArgs: [], failpoints: s.failpoints },
+          { timeoutMs: RUN_TIMEOUT_MS, ...(keepDir === undefined ? {} : { keepDir }) },
+        );
+        console.log(`[jepsen] ${summarize(report)}`);
+        reports.push(report);
+        expect(report.skipped).toBeUndefined();
+        expect(report.failures).toEqual([]);
+        expect(report.figures.completedOps as number).toBeGreaterThanOrEqual(OPS_PER_SCHEDULE_MIN);
+      },
+      RUN_TIMEOUT_MS + 10_000,
+    );
+  }
+
+  it('the schedules together injected enough faults of every kind', () => {
+    // Fails on its own when a schedule above failed to report.
+    expect(reports.length).toBe(SCHEDULES.length);
+    const counts: Record<string, number> = {};
+    for (const r of reports)
+      for (const f of r.faults) counts[f.category] = (counts[f.category] ?? 0) + 1;
+    const total = Object.values(counts).reduce((a, b) => a + b, 0);
+    console.log(`[jepsen] faults in all schedules: ${total} ${JSON.stringify(counts)}`);
+    expect(total).toBeGreaterThanOrEqual(FAULTS_MIN);
+    for (const c of ['kill', 'pause', 'partition', 'damage']) {
+      expect(counts[c] ?? 0, c).toBeGreaterThanOrEqual(PER_CATEGORY_MIN);
+    }
+  });
+
+  it(
+    'sanity: the same run with --unsafe-follower-strong-reads FAILS linearizability',
+    async () => {
+      const report = await runJepsen(
+        {
+          seed: 5199,
+          durationMs: SANITY_MS,
+          serverArgs: ['--unsafe-follower-strong-reads'],
+          failpoints: '',
+        },
+        { timeoutMs: SANITY_MS + 150_000, ...(keepDir === undefined ? {} : { keepDir }) },
+      );
+      console.log(`[jepsen] ${summarize(report)}`);
+      expect(report.ok).toBe(false);
+      expect(report.failures.some((f) => f.startsWith('C1:'))).toBe(true);
+    },
+    SANITY_MS + 160_000,
+  );
+
+  afterAll(() => {
+    if (reports.length > 0)
+      console.log(
+        `[jepsen] ${reports.filter((r) => r.ok).length}/${reports.length} schedules passed`,
+      );
+  });
+});
