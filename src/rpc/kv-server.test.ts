@@ -201,6 +201,19 @@ describe('KV gRPC edge', () => {
     }
   });
 
+  it('reports requests to a node nobody listens on as unavailable (never sent), not unknown', async () => {
+    const { freePort } = await import('../devtools/local-zookeeper.js');
+    const session = new SessionChannel(`127.0.0.1:${await freePort()}`);
+    try {
+      const err = await session
+        .call({ $case: 'put', value: { key: b('k'), column: b('c'), value: b('v') } }, 5_000)
+        .catch((e: unknown) => e);
+      expect((err as SkvError).code).toBe('unavailable');
+    } finally {
+      session.close();
+    }
+  });
+
   it('rejects a session request past its deadline as outcome unknown', async () => {
     const session = new SessionChannel(address);
     try {

@@ -150,9 +150,14 @@ export class SessionChannel {
           ? reasonOf(err.metadata as never)
           : null;
       const detail = err?.message ?? 'stream ended';
-      // In flight when the stream broke: the outcome is unknown.
+      // In flight when the stream broke: the outcome is unknown — unless the channel never
+      // connected at all (grpc-js: UNAVAILABLE "No connection established"), in which case no
+      // request left this process and the failure is a safe-to-retry refusal.
+      const neverConnected =
+        code === status.UNAVAILABLE && reason === null && /No connection established/.test(detail);
       const failure =
-        code === status.UNAVAILABLE && reason === null && this.pending.size === 0
+        neverConnected ||
+        (code === status.UNAVAILABLE && reason === null && this.pending.size === 0)
           ? new SkvError('unavailable', `session to ${this.address} broke: ${detail}`)
           : new SkvError('deadline-exceeded', `session to ${this.address} broke: ${detail}`);
       this.breakStream(failure, stream);
