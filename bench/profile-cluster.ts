@@ -17,12 +17,33 @@ try {
   const pids = cluster.nodes.map((n) => n.process?.pid).join(',');
   const out = execFileSync(
     process.execPath,
-    ['bin/skv.js', 'bench', '--servers', cluster.addresses.join(','), '--workload', workload,
-      '--duration', String(seconds), '--warmup', '1', '--record-count', '2000', '--quiet',
-      '--server-pids', pids, '--out', path.join(profDir, 'bench')],
+    [
+      'bin/skv.js',
+      'bench',
+      '--servers',
+      cluster.addresses.join(','),
+      '--workload',
+      workload,
+      '--duration',
+      String(seconds),
+      '--warmup',
+      '1',
+      '--record-count',
+      '2000',
+      '--quiet',
+      '--server-pids',
+      pids,
+      '--out',
+      path.join(profDir, 'bench'),
+    ],
     { encoding: 'utf8' },
   );
-  console.log(out.split('\n').filter((l) => /ops\/s|update|read |CPU/.test(l)).join('\n'));
+  console.log(
+    out
+      .split('\n')
+      .filter((l) => /ops\/s|update|read |CPU/.test(l))
+      .join('\n'),
+  );
 } finally {
   for (const n of cluster.nodes) await cluster.terminate(n.id);
   await cluster.stop();
@@ -35,7 +56,9 @@ for (const f of (await readdir(profDir)).filter((x) => x.endsWith('.cpuprofile')
     timeDeltas: number[];
   };
   const self = new Map<number, number>();
-  prof.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0)));
+  for (const [i, id] of prof.samples.entries()) {
+    self.set(id, (self.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0));
+  }
   const byFn = new Map<string, number>();
   let total = 0;
   for (const n of prof.nodes) {
