@@ -6,11 +6,12 @@
 // the new file whole. Writes are serialised and coalesced: the state changes rarely (candidacy,
 // promotion), never per client write.
 
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CorruptionError } from '../core/errors.js';
 import type { RangeId } from '../core/ids.js';
 import type { HardState } from '../replication/types.js';
+import { writeFileDurably } from './durable-file.js';
 
 const FILE = 'hard-state.json';
 
@@ -59,20 +60,6 @@ export class HardStateStore {
   }
 
   private async persist(text: string): Promise<void> {
-    const tmp = path.join(this.dir, `${FILE}.tmp`);
-    const fh = await open(tmp, 'w');
-    try {
-      await fh.writeFile(text);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path.join(this.dir, FILE));
-    const dirHandle = await open(this.dir, 'r');
-    try {
-      await dirHandle.sync();
-    } finally {
-      await dirHandle.close();
-    }
+    await writeFileDurably(this.dir, FILE, text);
   }
 }

@@ -14,12 +14,12 @@
 // or forwarded one hop with the `forwarded` flag so a request never bounces); timeline reads are
 // served by any member from its applied state (local if this node is a member).
 
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Coordinator, LeaderInfo, RangeMap } from '../coordination/coordinator.js';
 import { assert } from '../core/assert.js';
-import { InvalidArgumentError, SkvError } from '../core/errors.js';
+import { CorruptionError, InvalidArgumentError, SkvError } from '../core/errors.js';
 import type { NodeId, RangeId } from '../core/ids.js';
 import { type Lsn, lsnEquals } from '../core/lsn.js';
 import { type ApplyResult, encodeRowMutation, type RowMutation } from '../core/mutation.js';
@@ -46,6 +46,7 @@ import {
 } from '../storage/encoding.js';
 import { NodeStorage } from '../storage/node-storage.js';
 import { Cohort } from './cohort.js';
+import { writeFileDurably } from './durable-file.js';
 import { FAILPOINTS_ARMED, failpoint, onStatusSignal } from './failpoints.js';
 import { HardStateStore } from './hard-state-store.js';
 
@@ -180,10 +181,14 @@ export class SkvNode {
     const markerPath = path.join(config.dataDir, NODE_MARKER);
     let hadLocalData = false;
     try {
-      const marker = JSON.parse(await readFile(markerPath, 'utf8')) as {
-        id?: string;
-        cluster?: string;
-      };
+      const text = await readFile(markerPath, 'utf8');
+      let marker: { id?: string; cluster?: string };
+      try {
+        marker = JSON.parse(text) as { id?: string; cluster?: string };
+      } catch {
+        // Written atomically (durable-file.ts): a marker that does not parse is damage.
+        throw new CorruptionError(`node marker ${markerPath} is damaged`, markerPath);
+      }
       if (marker.id !== config.id || marker.cluster !== config.cluster) {
         throw new InvalidArgumentError(
           `data dir ${config.dataDir} belongs to node ${marker.id} of cluster ${marker.cluster}`,
@@ -249,10 +254,13 @@ export class SkvNode {
       if (range.members.includes(this.id)) await this.startCohort(range);
       this.watchRange(range.rangeId);
     }
-    await writeFile(
-      path.join(this.config.dataDir, NODE_MARKER),
-      JSON.stringify({ id: this.id, cluster: this.config.cluster }),
-    );
+    if (!this.hadLocalData) {
+      await writeFileDurably(
+        this.config.dataDir,
+        NODE_MARKER,
+        JSON.stringify({ id: this.id, cluster: this.config.cluster }),
+      );
+    }
     const tickMs = this.config.tickMs ?? 50;
     this.timers.push(setInterval(() => this.tick(), tickMs));
     this.timers.push(setInterval(() => this.collectGarbage(), GC_INTERVAL_MS));

@@ -69,6 +69,7 @@ function parseArgs(argv: string[]): JepsenConfig & { out: string } {
   return { out, seed, durationMs, serverArgs, failpoints };
 }
 
+const OP_TIMEOUT_MS = 4000;
 export async function runJepsenInNamespace(config: JepsenConfig): Promise<JepsenReport> {
   const problem = await networkProblem();
   if (problem !== null) {
@@ -93,7 +94,9 @@ export async function runJepsenInNamespace(config: JepsenConfig): Promise<Jepsen
   });
   const nemesis = new Nemesis(cluster, rng, now);
   await nemesis.startProxies();
-  const client = connect({ servers: cluster.addresses, timeoutMs: 1500 });
+  // Deadlines longer than a leader failover (2 s session + election): a client that waits that
+  // long sees its operation succeed on the new leader instead of failing during the failover.
+  const client = connect({ servers: cluster.addresses, timeoutMs: OP_TIMEOUT_MS });
   const transport = new GrpcNodeTransport();
   const workloads = new Workloads({
     rng,
@@ -101,7 +104,7 @@ export async function runJepsenInNamespace(config: JepsenConfig): Promise<Jepsen
     transport,
     liveNodes: () => nemesis.reachableNodes(),
     now,
-    opTimeoutMs: 1500,
+    opTimeoutMs: OP_TIMEOUT_MS,
     tag: `s${config.seed}`,
   });
   nemesis.probeClient = client;
