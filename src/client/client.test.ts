@@ -107,6 +107,16 @@ describe('SkvClient routing', () => {
     expect(t.calls.length).toBeLessThan(20);
   });
 
+  it('backs off when leader hints lead in circles (stale views during a handover)', async () => {
+    const t = new FakeTransport((address) => {
+      throw new RemoteError('not-leader', 'moved', 14, address === 'a1' ? 'a2' : 'a1');
+    });
+    const c = new SkvClient({ servers: ['seed'], transport: t, timeoutMs: 400, backoffBaseMs: 20 });
+    await expect(c.put('apple', 'c', 'v')).rejects.toMatchObject({ code: 'not-leader' });
+    // Without the backoff, 64 attempts would go out in a few milliseconds.
+    expect(t.calls.length).toBeLessThan(40);
+  });
+
   it('surfaces a version mismatch at once', async () => {
     const t = new FakeTransport(() => {
       throw new RemoteError('version-mismatch', 'no', 9, null);

@@ -84,7 +84,8 @@ export class SkvClient {
   constructor(private readonly options: ClientOptions) {
     if (options.servers.length === 0) throw new SkvError('invalid-argument', 'no servers given');
     this.timeoutMs = options.timeoutMs ?? 5_000;
-    this.attemptsMax = options.attemptsMax ?? 20;
+    // Retries are bounded by the deadline first; the attempt cap only stops a runaway loop.
+    this.attemptsMax = options.attemptsMax ?? 64;
     this.backoffBaseMs = options.backoffBaseMs ?? 20;
     this.backoffMaxMs = options.backoffMaxMs ?? 500;
   }
@@ -315,6 +316,7 @@ export class SkvClient {
     const deadline = performance.now() + timeoutMs;
     const k = bytes(key);
     let hint: string | null = null;
+    let hintsFollowed = 0;
     let lastError: SkvError | null = null;
     for (let attempt = 0; attempt < this.attemptsMax; attempt++) {
       const remaining = deadline - performance.now();
@@ -350,10 +352,14 @@ export class SkvClient {
         switch (err.code) {
           case 'not-leader':
             hint = leaderHint;
+            hintsFollowed = hint === null ? 0 : hintsFollowed + 1;
             if (route !== null) route.leader = null;
-            if (hint === null) {
-              // No leader known yet (an election is running): refresh and back off.
+            if (hint === null || hintsFollowed > 2) {
+              // No leader known yet (an election is running), or hints that lead nowhere (stale
+              // views during a handover): refresh and back off.
               this.mapVersion = -1;
+              hint = null;
+              hintsFollowed = 0;
               await sleep(this.backoff(attempt));
             }
             break;
