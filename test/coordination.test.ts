@@ -662,6 +662,9 @@ describe('ZooKeeperCoordinator session expiry', () => {
     open.push(c);
     await c.start();
     zk.zk.signal('SIGSTOP');
+    // The JVM's threads stop asynchronously: let the stop take effect before the call, or a
+    // thread still running can answer it (seen once on a loaded machine).
+    await new Promise((r) => setTimeout(r, 200));
     try {
       const t0 = performance.now();
       await expect(c.readRangeMap()).rejects.toMatchObject({ code: 'deadline-exceeded' });
