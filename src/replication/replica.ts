@@ -645,6 +645,11 @@ export class Replica {
         return;
       }
     }
+    // A propose whose entries do not follow prev one by one is malformed: drop it (dropping is
+    // always safe, the leader retransmits) rather than stop the node on a peer's input.
+    for (let i = 0; i < m.entries.length; i++) {
+      if (m.entries[i]!.lsn.seq !== prev.seq + 1 + i) return;
+    }
     // prev matches (or lies inside our snapshot base, which is committed and thus equal).
     let expectSeq = prev.seq + 1;
     for (const e of m.entries) {
