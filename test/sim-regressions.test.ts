@@ -15,7 +15,21 @@ function cleanHarsh(seed: number): void {
   expect(r.violations, `harsh SIM_SEED=${seed}`).toEqual([]);
 }
 
+function cleanBatched(seed: number): void {
+  const r = runSeed({ seed, batchInputs: true });
+  expect(r.violations, `SIM_SEED=${seed} SIM_BATCH=1`).toEqual([]);
+}
+
 describe('regressions found by the random simulation', () => {
+  it('batched seeds 40, 61: a snapshot took the applied point from before the Ready applied its committed entries, so the snapshot and its LSN disagreed', () => {
+    cleanBatched(40);
+    cleanBatched(61);
+  });
+
+  it('batched seed 1622: a claim failed because a counted candidacy vanished while it was in flight, and the candidate never decided again on the remaining set (the election stalled for good)', () => {
+    cleanBatched(1622);
+  });
+
   it('seeds 5, 17: a candidate took the fence epoch carried by a nack as its current epoch, then asserted on its own successful claim', () => {
     clean(5);
     clean(17);

@@ -9,6 +9,8 @@
 //   SIM_SEED=1234 npx vitest run test/sim.test.ts      replays one seed exactly
 //   SIM_SEED_START=10000          moves the window of seeds
 //   SIM_HARSH_SEEDS=1000          harsh-profile seeds (50000..), SIM_HARSH=1 with SIM_SEED replays one
+//   SIM_BATCHED_SEEDS=3000        seeds (100000..) whose nodes step inputs in batches as the real
+//                                 driver does; SIM_BATCH=1 with SIM_SEED replays one
 // A failing seed is printed with its violations; replay it with SIM_SEED.
 
 import { describe, expect, it } from 'vitest';
@@ -36,11 +38,13 @@ describe('deterministic simulation of one cohort', () => {
       for (const seed of chunk) {
         let r: SimReport;
         try {
-          r = runSeed(
-            process.env.SIM_HARSH === '1'
-              ? { seed, nemesisIntervalMs: [10, 80], faultPhaseMs: 6000 }
-              : { seed },
-          );
+          r = runSeed({
+            seed,
+            ...(process.env.SIM_HARSH === '1'
+              ? { nemesisIntervalMs: [10, 80] as const, faultPhaseMs: 6000 }
+              : {}),
+            ...(process.env.SIM_BATCH === '1' ? { batchInputs: true } : {}),
+          });
         } catch (e) {
           failures.push(`seed ${seed} threw: ${(e as Error).stack ?? String(e)}`);
           continue;
@@ -81,6 +85,35 @@ describe('deterministic simulation of one cohort', () => {
     });
   }
 
+  // The real driver (src/server/cohort.ts) steps the inputs of one event-loop turn together and
+  // drains once; these seeds run the nodes that way (a Ready then mixes writes, acks, ticks and
+  // coordinator events, which unbatched seeds never do).
+  const batched =
+    single !== undefined
+      ? []
+      : Array.from(
+          { length: Number(process.env.SIM_BATCHED_SEEDS ?? 1000) },
+          (_, i) => 100_000 + i,
+        );
+  for (let i = 0; i < batched.length; i += CHUNK) {
+    const chunk = batched.slice(i, i + CHUNK);
+    it(`batched seeds ${chunk[0]}..${chunk[chunk.length - 1]} (replay: SIM_SEED=n SIM_BATCH=1)`, () => {
+      const failures: string[] = [];
+      for (const seed of chunk) {
+        const r = runSeed({ seed, batchInputs: true });
+        totals.seeds += 1;
+        totals.ops += r.ops;
+        totals.okOps += r.okOps;
+        totals.timeline += r.timelineReads;
+        totals.events += r.events;
+        if (r.okOps < 50) failures.push(`seed ${seed}: only ${r.okOps} ok ops (vacuous)`);
+        if (r.violations.length > 0) failures.push(describeFailure(r));
+      }
+      if (failures.length > 0) console.error(failures.join('\n'));
+      expect(failures).toEqual([]);
+    });
+  }
+
   it('a seed replays exactly (same schedule, same history, same outcome)', () => {
     const a = runSeed({ seed: 4242 });
     const b = runSeed({ seed: 4242 });
@@ -91,6 +124,6 @@ describe('deterministic simulation of one cohort', () => {
     console.log(
       `simulated ${totals.seeds} seeds: ${totals.ops} client ops (${totals.okOps} ok), ${totals.timeline} timeline reads, ${totals.events} events`,
     );
-    expect(totals.seeds).toBe(seeds.length + harsh.length);
+    expect(totals.seeds).toBe(seeds.length + harsh.length + batched.length);
   });
 });

@@ -125,6 +125,8 @@ interface Outbox {
   replies: ClientReply[];
   coordinator: CoordinatorOp[];
   snapshotsToSend: { to: NodeId; lsn: Lsn; epoch: number }[];
+  /** Followers that need a snapshot; its LSN is fixed in `ready`, after this Ready's applies. */
+  snapshotTargets: NodeId[];
   afterMessages: Message[];
   afterCoordinator: CoordinatorOp[];
   wrote: boolean;
@@ -142,6 +144,7 @@ function emptyOutbox(): Outbox {
     replies: [],
     coordinator: [],
     snapshotsToSend: [],
+    snapshotTargets: [],
     afterMessages: [],
     afterCoordinator: [],
     wrote: false,
@@ -190,6 +193,8 @@ export class Replica {
   private epochZnode: { epoch: number; version: number } | undefined = undefined;
   private candidacyRound: number | null = null;
   private claimInFlight = false;
+  /** The latest candidate set the coordinator reported, to decide again after a failed claim. */
+  private seenCandidates: { round: number; candidates: readonly Candidate[] } | null = null;
   private lastClaimSignature: string | null = null;
 
   // --- timeline reads after a restart ---
@@ -349,6 +354,7 @@ export class Replica {
       o.replies.length > 0 ||
       o.coordinator.length > 0 ||
       o.snapshotsToSend.length > 0 ||
+      o.snapshotTargets.length > 0 ||
       o.afterMessages.length > 0 ||
       o.afterCoordinator.length > 0 ||
       o.commitLsn !== null ||
@@ -364,6 +370,7 @@ export class Replica {
       for (const p of this.peers) this.sendAppend(p);
     }
     this.emitCommitted();
+    this.resolveSnapshots();
     this.serveConfirmedReads();
     const o = this.out;
     this.readyTaken = true;
@@ -891,12 +898,9 @@ export class Replica {
     if (p.nextSeq <= this.base.seq) {
       // The log no longer reaches back far enough: ship the applied state (S§6.1).
       if (p.snapshotPending) return;
-      const lsn = this.lsnAt(this.appliedSeq);
-      assert(lsn !== null && this.appliedSeq >= this.base.seq, 'applied state is in the log');
       p.snapshotPending = true;
       p.lastSendTick = this.ticks;
-      p.nextSeq = this.appliedSeq + 1;
-      this.out.snapshotsToSend.push({ to, lsn, epoch: this.currentEpoch });
+      this.out.snapshotTargets.push(to);
       return;
     }
     // Bound what is in flight to one follower (catch-up flow control).
@@ -923,6 +927,27 @@ export class Replica {
       this.out.messages.push(msg);
       p.nextSeq = to_ + 1;
       p.lastSendTick = this.ticks;
+    }
+  }
+
+  /**
+   * The driver snapshots its applied state once this Ready's committed entries are applied, so
+   * the snapshot's LSN is the applied point AFTER `emitCommitted`, not the one current when the
+   * need was found (inputs stepped together may have advanced it since).
+   */
+  private resolveSnapshots(): void {
+    const targets = this.out.snapshotTargets;
+    if (targets.length === 0) return;
+    this.out.snapshotTargets = [];
+    if (this.role !== 'leader') return;
+    for (const to of targets) {
+      const p = this.progress.get(to);
+      if (p === undefined || !p.snapshotPending) continue;
+      if (this.out.snapshotsToSend.some((x) => x.to === to)) continue;
+      const lsn = this.lsnAt(this.appliedSeq);
+      assert(lsn !== null && this.appliedSeq >= this.base.seq, 'applied state is in the log');
+      p.nextSeq = this.appliedSeq + 1;
+      this.out.snapshotsToSend.push({ to, lsn, epoch: this.currentEpoch });
     }
   }
 
@@ -1038,6 +1063,7 @@ export class Replica {
         this.candidacyRound = null;
         this.claimInFlight = false;
         this.lastClaimSignature = null;
+        this.seenCandidates = null;
         this.leaderZnode = undefined;
         this.epochZnode = undefined;
         break;
@@ -1090,6 +1116,7 @@ export class Replica {
   }
 
   private onCandidates(round: number, candidates: readonly Candidate[]): void {
+    this.seenCandidates = { round, candidates };
     if (this.role !== 'candidate' || this.candidacyRound !== round) return;
     if (this.epochZnode === undefined || this.epochZnode.epoch !== round) return;
     const decision = decideElection(candidates, this.members);
@@ -1125,7 +1152,13 @@ export class Replica {
       if (this.epochZnode !== undefined && this.epochZnode.epoch > round) {
         this.leaveCandidacy();
         this.maybeStandForElection();
+        return;
       }
+      // The round goes on. The candidate set may have changed while the claim was in flight
+      // (a counted candidacy vanished: that is why the claim failed); no further change need
+      // ever come, so decide again on the latest set seen (a set already claimed on is skipped).
+      const seen = this.seenCandidates;
+      if (seen !== null && seen.round === round) this.onCandidates(round, seen.candidates);
       return;
     }
     assert(epoch >= this.hard.fenceEpoch && epoch > this.currentEpoch, 'claimed epoch is new');

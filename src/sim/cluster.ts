@@ -64,6 +64,8 @@ export interface SimOptions {
   /** Rotate to a fresh key after this many ops on one (TESTING.md B.3: <= 200 per key). */
   readonly opsPerKeyMax?: number;
   readonly keys?: number;
+  /** Step inputs in batches per instant, as the real driver does (SimNodeOptions.batchInputs). */
+  readonly batchInputs?: boolean;
 }
 
 export interface TimelineRead {
@@ -198,6 +200,7 @@ export class SimCluster {
           },
           tickMs: 10,
           compactEveryEntries: options.compactEveryEntries ?? variedCompaction,
+          ...(options.batchInputs === true ? { batchInputs: true } : {}),
         },
         disk,
         this.loop,

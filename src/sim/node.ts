@@ -51,6 +51,12 @@ export interface SimNodeOptions {
   readonly tickMs: number;
   /** Checkpoint the applied state and drop older log entries after this many applied entries. */
   readonly compactEveryEntries: number;
+  /**
+   * Step inputs as the real driver does (src/server/cohort.ts): inputs that arrive in one instant
+   * are queued, stepped together and drained once, so several writes, acks and ticks share one
+   * Ready. Off: every input is stepped and drained on its own.
+   */
+  readonly batchInputs?: boolean;
 }
 
 interface PendingClient {
@@ -129,6 +135,7 @@ export class SimNode {
     this.sessionId = null;
     this.pendingView = null;
     this.pendingClients.clear();
+    this.inbox = [];
     this.pausedQueue = [];
     this.pausedUntil = -1;
     this.compacting = false;
@@ -308,11 +315,33 @@ export class SimNode {
   step(input: Input): void {
     const r = this.replica;
     if (r === null) return;
-    this.failStop(() => {
-      r.step(input);
-      this.drain();
-    });
+    if (this.opts.batchInputs !== true) {
+      this.failStop(() => {
+        r.step(input);
+        this.drain();
+      });
+      return;
+    }
+    this.inbox.push(input);
+    if (this.inbox.length > 1) return;
+    const life = this.lifetime;
+    // A zero-delay event runs after everything already scheduled for this instant: the analogue
+    // of the driver's microtask flush.
+    this.loop.after(0, () =>
+      this.inLife(life, () => {
+        const inputs = this.inbox;
+        this.inbox = [];
+        const rep = this.replica;
+        if (rep === null) return;
+        this.failStop(() => {
+          for (const i of inputs) rep.step(i);
+          this.drain();
+        });
+      }),
+    );
   }
+
+  private inbox: Input[] = [];
 
   /** A broken invariant inside this process is fail-stop: report it, crash the process. */
   private failStop(fn: () => void): void {
