@@ -875,17 +875,44 @@ export class SkvNode {
     }
   }
 
+  /**
+   * Runs a request that arrived from a client (not forwarded) and, while its range has no
+   * serving leader — an election, a takeover, a leader that just died — tries again within the
+   * request's deadline, so a plain gRPC client rides through a failover the way the client
+   * library does. Only refusals are retried (`not-leader`, `unavailable`: nothing was proposed);
+   * an unknown outcome never is.
+   */
+  private async riding<T>(ctx: CallContext, run: () => Promise<T>): Promise<T> {
+    if (ctx.forwarded) return await run();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await run();
+      } catch (err) {
+        const refused =
+          err instanceof SkvError && (err.code === 'not-leader' || err.code === 'unavailable');
+        const delayMs = Math.min(200, 10 * 2 ** attempt);
+        if (!refused || this.stopped || ctx.deadlineMs - performance.now() < delayMs + 50)
+          throw err;
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+      }
+    }
+  }
+
   write(mutation: RowMutation, ctx: CallContext): Promise<ApplyResult> {
-    return this.observed('write', 'strong', () => this.doWrite(mutation, ctx));
+    return this.observed('write', 'strong', () =>
+      this.riding(ctx, () => this.doWrite(mutation, ctx)),
+    );
   }
 
   get(req: ValidGet, ctx: CallContext): Promise<GetResult> {
-    return this.observed('get', consistencyName(req.consistency), () => this.doGet(req, ctx));
+    return this.observed('get', consistencyName(req.consistency), () =>
+      this.riding(ctx, () => this.doGet(req, ctx)),
+    );
   }
 
   readRow(req: ValidReadRow, ctx: CallContext): Promise<readonly CellValue[]> {
     return this.observed('readRow', consistencyName(req.consistency), () =>
-      this.doReadRow(req, ctx),
+      this.riding(ctx, () => this.doReadRow(req, ctx)),
     );
   }
 
