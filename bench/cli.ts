@@ -17,9 +17,11 @@ import {
   runBench,
 } from './runner.js';
 import type { BenchTarget, ReadConsistency } from './target.js';
+import { EtcdTarget } from './targets/etcd.js';
 import { type ApiPath, MemoryTarget } from './targets/memory.js';
 import { SkvTarget } from './targets/skv.js';
 import { UnaryTarget } from './targets/skv-unary.js';
+import { ZooKeeperTarget } from './targets/zookeeper.js';
 import {
   DISTRIBUTIONS,
   type Distribution,
@@ -30,7 +32,7 @@ import {
   workload,
 } from './workloads.js';
 
-export const TARGET_NAMES = ['skv', 'memory'] as const;
+export const TARGET_NAMES = ['skv', 'memory', 'etcd', 'zookeeper'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
 
 export interface BenchCommandOptions {
@@ -130,21 +132,44 @@ export function runOptionsFor(o: BenchCommandOptions): RunOptions {
   };
 }
 
+function serverList(o: BenchCommandOptions): string[] {
+  const servers = (o.servers ?? process.env.SKV_SERVERS ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (servers.length === 0) {
+    throw new InvalidArgumentError(
+      `--servers (or SKV_SERVERS) is required for --target ${o.target}`,
+    );
+  }
+  return servers;
+}
+
 export function createTarget(o: BenchCommandOptions): BenchTarget {
   switch (o.target) {
     case 'skv': {
-      const servers = (o.servers ?? process.env.SKV_SERVERS ?? '')
-        .split(',')
-        .map((s) => s.trim())
-        .filter((s) => s !== '');
-      if (servers.length === 0) {
-        throw new InvalidArgumentError('--servers (or SKV_SERVERS) is required for --target skv');
-      }
+      const servers = serverList(o);
       const options = { servers, timeoutMs: o.timeoutMs, serverPids: o.serverPids ?? [] };
       return o.api === 'unary' ? new UnaryTarget(options) : new SkvTarget(options);
     }
     case 'memory':
       return new MemoryTarget({ timeoutMs: o.timeoutMs, api: o.api });
+    case 'etcd':
+      // Client URLs of the members; a bare host:port means http.
+      return new EtcdTarget({
+        endpoints: serverList(o).map((s) => (s.includes('://') ? s : `http://${s}`)),
+        timeoutMs: o.timeoutMs,
+        columnsPerRow: o.fieldCount,
+        serverPids: o.serverPids ?? [],
+      });
+    case 'zookeeper':
+      // One session per listed server.
+      return new ZooKeeperTarget({
+        connectStrings: serverList(o),
+        timeoutMs: o.timeoutMs,
+        columnsPerRow: o.fieldCount,
+        serverPids: o.serverPids ?? [],
+      });
   }
 }
 
@@ -186,11 +211,14 @@ export function registerBenchCommand(program: Command): Command {
     .description(
       'run YCSB-style and Spinnaker-paper workloads against a target; write tables, JSON, series, HdrHistogram logs and plots',
     )
-    .option('--servers <list>', 'skv servers, host:port[,...] (env SKV_SERVERS)')
+    .option(
+      '--servers <list>',
+      'servers, host:port[,...] (env SKV_SERVERS): skv nodes, etcd client URLs, or ZooKeeper servers',
+    )
     .addOption(
       new Option(
         '--target <name>',
-        'what to benchmark (memory: an in-memory edge, for the client path)',
+        'what to benchmark (memory: an in-memory edge, for the client path; etcd, zookeeper: a running peer, see bench/peers/ to start one)',
       )
         .choices(TARGET_NAMES)
         .default('skv'),
