@@ -14,7 +14,7 @@
 // A failing seed is printed with its violations; replay it with SIM_SEED.
 
 import { describe, expect, it } from 'vitest';
-import { runSeed, type SimReport } from '../src/sim/cluster.js';
+import { runSeed, type SimOptions, type SimReport } from '../src/sim/cluster.js';
 
 const SIM_SEEDS_DEFAULT = 2000;
 const single = process.env.SIM_SEED;
@@ -29,61 +29,64 @@ function describeFailure(r: SimReport): string {
   return `seed ${r.seed} (replay: SIM_SEED=${r.seed} npx vitest run test/sim.test.ts)\n  ${r.violations.join('\n  ')}`;
 }
 
+type Profile = Omit<SimOptions, 'seed'>;
+const HARSH: Profile = { nemesisIntervalMs: [10, 80], faultPhaseMs: 6000 };
+const BATCHED: Profile = { batchInputs: true };
+
 describe('deterministic simulation of one cohort', () => {
   const totals = { seeds: 0, ops: 0, okOps: 0, timeline: 0, events: 0 };
-  for (let i = 0; i < seeds.length; i += CHUNK) {
-    const chunk = seeds.slice(i, i + CHUNK);
-    it(`seeds ${chunk[0]}..${chunk[chunk.length - 1]}: safety under faults, then liveness after heal`, () => {
-      const failures: string[] = [];
-      for (const seed of chunk) {
-        let r: SimReport;
-        try {
-          r = runSeed({
-            seed,
-            ...(process.env.SIM_HARSH === '1'
-              ? { nemesisIntervalMs: [10, 80] as const, faultPhaseMs: 6000 }
-              : {}),
-            ...(process.env.SIM_BATCH === '1' ? { batchInputs: true } : {}),
-          });
-        } catch (e) {
-          failures.push(`seed ${seed} threw: ${(e as Error).stack ?? String(e)}`);
-          continue;
+
+  /** One test case per CHUNK seeds of a profile; every failing seed is printed for replay. */
+  function sweep(
+    seedList: readonly number[],
+    profile: Profile,
+    name: (first: number, last: number) => string,
+    vacuousBelow: number,
+  ): void {
+    for (let i = 0; i < seedList.length; i += CHUNK) {
+      const chunk = seedList.slice(i, i + CHUNK);
+      it(name(chunk[0]!, chunk[chunk.length - 1]!), () => {
+        const failures: string[] = [];
+        for (const seed of chunk) {
+          let r: SimReport;
+          try {
+            r = runSeed({ seed, ...profile });
+          } catch (e) {
+            failures.push(`seed ${seed} threw: ${(e as Error).stack ?? String(e)}`);
+            continue;
+          }
+          totals.seeds += 1;
+          totals.ops += r.ops;
+          totals.okOps += r.okOps;
+          totals.timeline += r.timelineReads;
+          totals.events += r.events;
+          // Vacuity guard (TESTING.md B.3): a run where nothing succeeded proves nothing.
+          if (r.okOps < vacuousBelow)
+            failures.push(`seed ${seed}: only ${r.okOps} ok ops (vacuous)`);
+          if (r.violations.length > 0) failures.push(describeFailure(r));
         }
-        totals.seeds += 1;
-        totals.ops += r.ops;
-        totals.okOps += r.okOps;
-        totals.timeline += r.timelineReads;
-        totals.events += r.events;
-        // Vacuity guard (TESTING.md B.3): a run where nothing succeeded proves nothing.
-        if (r.okOps < 50) failures.push(`seed ${seed}: only ${r.okOps} ok ops (vacuous)`);
-        if (r.violations.length > 0) failures.push(describeFailure(r));
-      }
-      if (failures.length > 0) console.error(failures.join('\n'));
-      expect(failures).toEqual([]);
-    });
+        if (failures.length > 0) console.error(failures.join('\n'));
+        expect(failures).toEqual([]);
+      });
+    }
   }
+
+  sweep(
+    seeds,
+    {
+      ...(process.env.SIM_HARSH === '1' ? HARSH : {}),
+      ...(process.env.SIM_BATCH === '1' ? BATCHED : {}),
+    },
+    (a, b) => `seeds ${a}..${b}: safety under faults, then liveness after heal`,
+    50,
+  );
+
   // A harsher nemesis (a fault every 10-80 ms for 6 s): fewer seeds, more faults per seed.
   const harsh =
     single !== undefined
       ? []
       : Array.from({ length: Number(process.env.SIM_HARSH_SEEDS ?? 200) }, (_, i) => 50_000 + i);
-  for (let i = 0; i < harsh.length; i += CHUNK) {
-    const chunk = harsh.slice(i, i + CHUNK);
-    it(`harsh seeds ${chunk[0]}..${chunk[chunk.length - 1]} (replay: SIM_SEED=n SIM_HARSH=1)`, () => {
-      const failures: string[] = [];
-      for (const seed of chunk) {
-        const r = runSeed({ seed, nemesisIntervalMs: [10, 80], faultPhaseMs: 6000 });
-        totals.seeds += 1;
-        totals.ops += r.ops;
-        totals.okOps += r.okOps;
-        totals.timeline += r.timelineReads;
-        totals.events += r.events;
-        if (r.violations.length > 0) failures.push(describeFailure(r));
-      }
-      if (failures.length > 0) console.error(failures.join('\n'));
-      expect(failures).toEqual([]);
-    });
-  }
+  sweep(harsh, HARSH, (a, b) => `harsh seeds ${a}..${b} (replay: SIM_SEED=n SIM_HARSH=1)`, 0);
 
   // The real driver (src/server/cohort.ts) steps the inputs of one event-loop turn together and
   // drains once; these seeds run the nodes that way (a Ready then mixes writes, acks, ticks and
@@ -95,24 +98,12 @@ describe('deterministic simulation of one cohort', () => {
           { length: Number(process.env.SIM_BATCHED_SEEDS ?? 1000) },
           (_, i) => 100_000 + i,
         );
-  for (let i = 0; i < batched.length; i += CHUNK) {
-    const chunk = batched.slice(i, i + CHUNK);
-    it(`batched seeds ${chunk[0]}..${chunk[chunk.length - 1]} (replay: SIM_SEED=n SIM_BATCH=1)`, () => {
-      const failures: string[] = [];
-      for (const seed of chunk) {
-        const r = runSeed({ seed, batchInputs: true });
-        totals.seeds += 1;
-        totals.ops += r.ops;
-        totals.okOps += r.okOps;
-        totals.timeline += r.timelineReads;
-        totals.events += r.events;
-        if (r.okOps < 50) failures.push(`seed ${seed}: only ${r.okOps} ok ops (vacuous)`);
-        if (r.violations.length > 0) failures.push(describeFailure(r));
-      }
-      if (failures.length > 0) console.error(failures.join('\n'));
-      expect(failures).toEqual([]);
-    });
-  }
+  sweep(
+    batched,
+    BATCHED,
+    (a, b) => `batched seeds ${a}..${b} (replay: SIM_SEED=n SIM_BATCH=1)`,
+    50,
+  );
 
   it('a seed replays exactly (same schedule, same history, same outcome)', () => {
     const a = runSeed({ seed: 4242 });
