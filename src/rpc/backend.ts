@@ -49,6 +49,28 @@ export interface RangeMapView {
   }[];
 }
 
+/** One node's own view of itself (the NodeStatus RPC, the status page). */
+export interface NodeStatusView {
+  readonly nodeId: string;
+  readonly address: string;
+  readonly sessionState: string;
+  readonly uptimeMs: number;
+  readonly cohorts: readonly {
+    readonly rangeId: number;
+    readonly role: 'follower' | 'candidate' | 'leader';
+    readonly voter: boolean;
+    readonly epoch: number;
+    readonly lastLsn: { readonly epoch: number; readonly seq: number };
+    readonly durableSeq: number;
+    readonly committedSeq: number;
+    /** Applied to the store (what a timeline read at this replica sees). */
+    readonly appliedSeq: number;
+    readonly memtableBytes: number;
+    /** Leader only: entries the furthest follower lags behind (0 elsewhere). */
+    readonly followerLagEntries: number;
+  }[];
+}
+
 export interface KvBackend {
   get(req: ValidGet, ctx: CallContext): Promise<GetResult>;
   readRow(req: ValidReadRow, ctx: CallContext): Promise<readonly CellValue[]>;
@@ -57,6 +79,8 @@ export interface KvBackend {
   /** Rows in key order over [start, end), crossing ranges, at most `limit` rows in all. */
   scan(req: ValidScan, ctx: CallContext): AsyncIterable<readonly RowResult[]>;
   rangeMap(): Promise<RangeMapView>;
+  /** Optional: a backend without it answers NodeStatus with an internal error. */
+  nodeStatus?(): Promise<NodeStatusView>;
 }
 
 export class NotLeaderError extends SkvError {
