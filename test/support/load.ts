@@ -63,7 +63,7 @@ const THINK_MS_DEFAULT = 5;
 const WAITERS_MAX = 16;
 
 /** Errors that say the write was refused before it was proposed (the client's contract). */
-function outcomeOf(err: unknown): { outcome: WriteOutcome; code: string } {
+export function outcomeOf(err: unknown): { outcome: WriteOutcome; code: string } {
   if (err instanceof SkvError) {
     switch (err.code) {
       case 'deadline-exceeded':
@@ -81,7 +81,35 @@ function outcomeOf(err: unknown): { outcome: WriteOutcome; code: string } {
   return { outcome: 'unknown', code: String(err) };
 }
 
-function sleep(ms: number): Promise<void> {
+/** The timing and outcome of one put, as both load generators record it. */
+export interface PutResult {
+  readonly startMs: number;
+  readonly endMs: number;
+  readonly outcome: WriteOutcome;
+  /** The new version when `ok`, else 0. */
+  readonly version: number;
+  /** The error code when not `ok`, else ''. */
+  readonly code: string;
+}
+
+export async function timedPut(
+  client: SkvClient,
+  key: string | Buffer,
+  column: string,
+  value: string,
+  timeoutMs: number,
+): Promise<PutResult> {
+  const startMs = performance.now();
+  try {
+    const version = await client.put(key, column, value, { timeoutMs });
+    return { startMs, endMs: performance.now(), outcome: 'ok', version, code: '' };
+  } catch (err) {
+    const { outcome, code } = outcomeOf(err);
+    return { startMs, endMs: performance.now(), outcome, version: 0, code };
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
@@ -112,37 +140,13 @@ export class WriteLoad {
       this.issued++;
       const key = o.key(writer, index);
       const value = `${o.tag}/${writer}/${index}`;
-      const startMs = performance.now();
-      let record: WriteRecord;
-      try {
-        const version = await o.client.put(key, column, value, {
-          timeoutMs: o.opTimeoutMs ?? OP_TIMEOUT_MS_DEFAULT,
-        });
-        record = {
-          writer,
-          index,
-          key,
-          value,
-          startMs,
-          endMs: performance.now(),
-          outcome: 'ok',
-          version,
-          code: '',
-        };
-      } catch (err) {
-        const { outcome, code } = outcomeOf(err);
-        record = {
-          writer,
-          index,
-          key,
-          value,
-          startMs,
-          endMs: performance.now(),
-          outcome,
-          version: 0,
-          code,
-        };
-      }
+      const record: WriteRecord = {
+        writer,
+        index,
+        key,
+        value,
+        ...(await timedPut(o.client, key, column, value, o.opTimeoutMs ?? OP_TIMEOUT_MS_DEFAULT)),
+      };
       this.records.push(record);
       for (const wake of [...this.waiters]) wake();
       if (record.outcome === 'unknown' && o.refreshRouteOnUnknown !== false) {

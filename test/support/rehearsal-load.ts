@@ -14,8 +14,10 @@
 
 import { performance } from 'node:perf_hooks';
 import { type SkvClient, SkvError } from '../../src/client/index.js';
+import { sleep, timedPut, type WriteOutcome } from './load.js';
 
-export type Outcome = 'ok' | 'fail' | 'unknown';
+/** As in load.ts (TESTING.md A.1). */
+export type Outcome = WriteOutcome;
 
 export interface RangeKeys {
   readonly rangeId: number;
@@ -67,23 +69,6 @@ export function keyIn(r: RangeKeys, suffix: string): Buffer {
   return key;
 }
 
-function outcomeOf(err: unknown): { outcome: Outcome; code: string } {
-  if (err instanceof SkvError) {
-    switch (err.code) {
-      case 'not-leader':
-      case 'unavailable':
-      case 'overloaded':
-      case 'closed':
-        return { outcome: 'fail', code: err.code };
-      default:
-        return { outcome: 'unknown', code: err.code };
-    }
-  }
-  return { outcome: 'unknown', code: String(err) };
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
 export class RehearsalLoad {
   readonly writes: WriteRec[] = [];
   readonly reads: ReadRec[] = [];
@@ -121,33 +106,12 @@ export class RehearsalLoad {
       if (r === undefined) throw new Error('no ranges');
       const key = keyIn(r, `${o.tag}/${w}/${i}`);
       const value = `${o.tag}/${w}/${i}`;
-      const startMs = performance.now();
-      let rec: WriteRec;
-      try {
-        const version = await o.client.put(key, COLUMN, value, { timeoutMs: o.writeTimeoutMs });
-        rec = {
-          rangeId: r.rangeId,
-          key,
-          value,
-          startMs,
-          endMs: performance.now(),
-          outcome: 'ok',
-          version,
-          code: '',
-        };
-      } catch (err) {
-        const { outcome, code } = outcomeOf(err);
-        rec = {
-          rangeId: r.rangeId,
-          key,
-          value,
-          startMs,
-          endMs: performance.now(),
-          outcome,
-          version: 0,
-          code,
-        };
-      }
+      const rec: WriteRec = {
+        rangeId: r.rangeId,
+        key,
+        value,
+        ...(await timedPut(o.client, key, COLUMN, value, o.writeTimeoutMs)),
+      };
       this.writes.push(rec);
       await sleep(o.thinkMs);
     }
