@@ -45,7 +45,7 @@ export function memTotalBytes(meminfo: string | null): number {
   return m === null ? os.totalmem() : Number(m[1]) * 1024;
 }
 
-/** "ext4 on /dev/vda (252G, non-rotational)" for the filesystem holding `dir`. */
+/** "ext4 on /dev/vda (252G, kernel rotational flag 1)" for the filesystem holding `dir`. */
 export function diskOf(dir: string): string {
   const out = run('df', ['-hT', dir]);
   const fields = out?.split('\n')[1]?.trim().split(/\s+/);
@@ -53,8 +53,8 @@ export function diskOf(dir: string): string {
   const [device, fsType, size] = fields;
   const base = /^\/dev\/([a-z]+)/.exec(device ?? '')?.[1];
   const rotational = base === undefined ? null : read(`/sys/block/${base}/queue/rotational`);
-  const kind =
-    rotational === null ? '' : rotational.trim() === '1' ? ', rotational' : ', non-rotational';
+  // The kernel's flag, as the device reports it (virtual disks often say rotational).
+  const kind = rotational === null ? '' : `, kernel rotational flag ${rotational.trim()}`;
   return `${fsType} on ${device} (${size}${kind})`;
 }
 
