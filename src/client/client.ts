@@ -7,6 +7,7 @@
 //   - `deadline-exceeded` on a write means the outcome is unknown: surfaced, never retried.
 //     Reads are retried (they change nothing).
 //   - `invalid-argument` and `version-mismatch` are answers, not failures: surfaced at once.
+//   - `unauthenticated` (missing or wrong token or certificate) is surfaced at once.
 
 import { performance } from 'node:perf_hooks';
 import { SkvError } from '../core/errors.js';
@@ -326,6 +327,8 @@ export class SkvClient {
           await this.refresh(remaining);
         } catch (err) {
           lastError = err instanceof SkvError ? err : new SkvError('unavailable', String(err));
+          // Refused credentials do not get better with retries.
+          if (lastError.code === 'unauthenticated') throw lastError;
           await sleep(this.backoff(attempt));
           continue;
         }

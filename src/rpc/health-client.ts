@@ -1,26 +1,30 @@
-// A client for the standard grpc.health.v1 service (used by `skv health` and the tests).
+// A client for the standard grpc.health.v1 service (used by `skv health` and the tests). The
+// health service needs no token; over TLS the channel still needs the CA (and, where the port
+// requires client certificates, a certificate).
 
-import { credentials, loadPackageDefinition, type ServiceError } from '@grpc/grpc-js';
+import { type ChannelCredentials, loadPackageDefinition, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath } from 'grpc-health-check';
+import { type ChannelSecurity, channelCredentials } from './tls.js';
 
 /** True iff `service` on `address` answers SERVING within `timeoutMs`. */
 export async function checkHealth(
   address: string,
   service: string,
   timeoutMs: number,
+  security: ChannelSecurity = {},
 ): Promise<boolean> {
   const def = loadSync(protoPath, { keepCase: true, longs: String, enums: String, defaults: true });
   const pkg = loadPackageDefinition(def) as unknown as {
     grpc: {
       health: {
         v1: {
-          Health: new (a: string, c: ReturnType<typeof credentials.createInsecure>) => HealthStub;
+          Health: new (a: string, c: ChannelCredentials) => HealthStub;
         };
       };
     };
   };
-  const client = new pkg.grpc.health.v1.Health(address, credentials.createInsecure());
+  const client = new pkg.grpc.health.v1.Health(address, channelCredentials(security));
   try {
     return await new Promise<boolean>((resolve) => {
       client.Check({ service }, { deadline: Date.now() + timeoutMs }, (err, res) => {

@@ -14,6 +14,7 @@ import type {
 } from './generated/skv/v1/kv.js';
 import { SessionChannel } from './session-channel.js';
 import { reasonOf } from './status.js';
+import type { ChannelSecurity } from './tls.js';
 
 export type SessionOp = NonNullable<SessionRequest['op']>;
 export type SessionResult = Exclude<NonNullable<SessionResponse['result']>, { $case: 'error' }>;
@@ -34,10 +35,13 @@ export interface NodeTransport {
 export class GrpcNodeTransport implements NodeTransport {
   private readonly channels = new Map<string, SessionChannel>();
 
+  /** `security`: TLS material and token for every node (default: plaintext, no token). */
+  constructor(private readonly security: ChannelSecurity = {}) {}
+
   private channel(address: string): SessionChannel {
     let ch = this.channels.get(address);
     if (ch === undefined) {
-      ch = new SessionChannel(address);
+      ch = new SessionChannel(address, this.security);
       this.channels.set(address, ch);
     }
     return ch;
@@ -55,18 +59,25 @@ export class GrpcNodeTransport implements NodeTransport {
   }
 
   rangeMap(address: string, timeoutMs: number): Promise<RangeMapResponse> {
-    const { client } = this.channel(address);
+    const { client, metadata, connectHint } = this.channel(address);
     return new Promise((resolve, reject) => {
-      client.rangeMap({}, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => {
-        if (err) reject(fromServiceError(err, address));
-        else resolve(res);
-      });
+      client.rangeMap(
+        {},
+        metadata?.clone() ?? new Metadata(),
+        { deadline: Date.now() + timeoutMs },
+        (err, res) => {
+          if (err) reject(fromServiceError(err, address, connectHint));
+          else resolve(res);
+        },
+      );
     });
   }
 
   async *scan(address: string, req: ScanRequest, timeoutMs: number): AsyncIterable<ScanResponse> {
-    const { client } = this.channel(address);
-    const stream = client.scan(req, new Metadata(), { deadline: Date.now() + timeoutMs });
+    const { client, metadata, connectHint } = this.channel(address);
+    const stream = client.scan(req, metadata?.clone() ?? new Metadata(), {
+      deadline: Date.now() + timeoutMs,
+    });
     const started = performance.now();
     try {
       for await (const msg of stream) yield msg as ScanResponse;
@@ -74,6 +85,7 @@ export class GrpcNodeTransport implements NodeTransport {
       throw fromServiceError(
         err as Error & { code?: number },
         address,
+        connectHint,
         performance.now() - started,
       );
     }
@@ -88,11 +100,14 @@ export class GrpcNodeTransport implements NodeTransport {
 function fromServiceError(
   err: Error & { code?: number; metadata?: unknown; details?: string },
   address: string,
+  connectHint: string,
   _elapsedMs = 0,
 ): SkvError {
   const reason = reasonOf(err.metadata as never);
   if (reason !== null) return new SkvError(reason, err.details ?? err.message);
   // No skv reason: the node was not reached or the call was cut.
   const code = err.code === 4 ? 'deadline-exceeded' : 'unavailable';
-  return new SkvError(code, `${address}: ${err.details ?? err.message}`);
+  const detail = err.details ?? err.message;
+  const hint = /No connection established/.test(detail) ? connectHint : '';
+  return new SkvError(code, `${address}: ${detail}${hint}`);
 }

@@ -8,7 +8,7 @@
 // the next request opens a fresh stream. Nothing here retries: retries are the router's decision.
 
 import { performance } from 'node:perf_hooks';
-import { type ClientDuplexStream, credentials, status } from '@grpc/grpc-js';
+import { type ClientDuplexStream, type Metadata, status } from '@grpc/grpc-js';
 import { SkvError, type SkvErrorCode } from '../core/errors.js';
 import { GRPC_MESSAGE_BYTES_MAX } from '../core/limits.js';
 import {
@@ -20,6 +20,7 @@ import {
   type SessionResponseBatch,
 } from './generated/skv/v1/kv.js';
 import { reasonOf } from './status.js';
+import { type ChannelSecurity, channelCredentials, connectHint, tokenMetadata } from './tls.js';
 
 /** Requests in flight on one stream at most; callers beyond wait for room. */
 export const SESSION_CLIENT_INFLIGHT_MAX = 4096;
@@ -73,9 +74,18 @@ export class SessionChannel {
   private flushScheduled = false;
   private closed = false;
   private readonly waiters: (() => void)[] = [];
+  /** The bearer token, sent on every call (null: none configured). */
+  readonly metadata: Metadata | null;
+  /** Said after "no connection" errors (tls.ts connectHint). */
+  readonly connectHint: string;
 
-  constructor(readonly address: string) {
-    this.client = new KVClient(address, credentials.createInsecure(), {
+  constructor(
+    readonly address: string,
+    security: ChannelSecurity = {},
+  ) {
+    this.metadata = tokenMetadata(security);
+    this.connectHint = connectHint(security);
+    this.client = new KVClient(address, channelCredentials(security), {
       'grpc.max_receive_message_length': GRPC_MESSAGE_BYTES_MAX,
       'grpc.max_send_message_length': GRPC_MESSAGE_BYTES_MAX,
       'grpc.keepalive_time_ms': 10_000,
@@ -130,7 +140,8 @@ export class SessionChannel {
 
   private ensureStream(): ClientDuplexStream<SessionRequestBatch, SessionResponseBatch> {
     if (this.stream !== null) return this.stream;
-    const stream = this.client.session();
+    const stream =
+      this.metadata === null ? this.client.session() : this.client.session(this.metadata.clone());
     this.stream = stream;
     stream.on('data', (batch: SessionResponseBatch) => {
       for (const res of batch.responses) {
@@ -155,10 +166,16 @@ export class SessionChannel {
       // request left this process and the failure is a safe-to-retry refusal.
       const neverConnected =
         code === status.UNAVAILABLE && reason === null && /No connection established/.test(detail);
-      const failure =
-        neverConnected ||
-        (code === status.UNAVAILABLE && reason === null && this.pending.size === 0)
-          ? new SkvError('unavailable', `session to ${this.address} broke: ${detail}`)
+      // Refused for want of credentials: nothing ran, and retrying cannot help.
+      const refused = code === status.UNAUTHENTICATED || code === status.PERMISSION_DENIED;
+      const failure = refused
+        ? new SkvError('unauthenticated', `${this.address} refused the session: ${detail}`)
+        : neverConnected ||
+            (code === status.UNAVAILABLE && reason === null && this.pending.size === 0)
+          ? new SkvError(
+              'unavailable',
+              `session to ${this.address} broke: ${detail}${neverConnected ? this.connectHint : ''}`,
+            )
           : new SkvError('deadline-exceeded', `session to ${this.address} broke: ${detail}`);
       this.breakStream(failure, stream);
     };

@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initCluster } from '../../src/cli/cluster-init.js';
-import { connect, type SkvClient } from '../../src/client/index.js';
+import { type ConnectOptions, connect, type SkvClient } from '../../src/client/index.js';
 import { freePort } from '../../src/devtools/local-zookeeper.js';
 import type { RangeMapResponse } from '../../src/rpc/generated/skv/v1/kv.js';
 import { startTestZooKeeper, type TestZooKeeper } from './zookeeper.js';
@@ -36,6 +36,10 @@ export interface ClusterOptions {
   readonly metrics?: boolean;
   /** Extra `skv server` flags for every node. */
   readonly serverArgs?: readonly string[];
+  /** Extra `skv server` flags per node (e.g. its own TLS certificate). */
+  readonly nodeServerArgs?: (nodeId: string) => readonly string[];
+  /** TLS and token for the harness's own clients (client(), rangeMap(), waitForLeaders()). */
+  readonly clientSecurity?: Pick<ConnectOptions, 'tls' | 'token'>;
   /** Node i listens on hosts[i] (default 127.0.0.1 for all), e.g. inside a private netns. */
   readonly hosts?: readonly string[];
   /** One port for every node (needs distinct `hosts`); default: a free port each. */
@@ -130,6 +134,7 @@ export class TestCluster {
 
   client(options: { timeoutMs?: number; servers?: string[] } = {}): SkvClient {
     const c = connect({
+      ...this.options.clientSecurity,
       servers: options.servers ?? this.addresses,
       timeoutMs: options.timeoutMs ?? 10_000,
     });
@@ -163,6 +168,7 @@ export class TestCluster {
       ...(o.memtableBytes === undefined ? [] : ['--memtable-bytes', String(o.memtableBytes)]),
       ...(node.metricsAddress === null ? [] : ['--metrics-listen', node.metricsAddress]),
       ...(o.serverArgs ?? []),
+      ...(o.nodeServerArgs?.(node.id) ?? []),
     ];
     const nodeArgs = (process.env.SKV_TEST_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
     node.process = spawn(process.execPath, [...nodeArgs, ...args], {
@@ -233,7 +239,11 @@ export class TestCluster {
   }
 
   async rangeMap(timeoutMs = 2000): Promise<RangeMapResponse> {
-    const probe = connect({ servers: this.liveAddresses(), timeoutMs });
+    const probe = connect({
+      ...this.options.clientSecurity,
+      servers: this.liveAddresses(),
+      timeoutMs,
+    });
     try {
       return await probe.rangeMap({ timeoutMs });
     } finally {
