@@ -14,7 +14,7 @@
 // process: guarded-process.ts, the harness's stdin pipes).
 
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { type Dirent, existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -219,16 +219,50 @@ export function ensureInstalled(systems: readonly SystemName[], log: (line: stri
   if (still.length > 0) throw new SkvError('unavailable', `could not install ${still.join(', ')}`);
 }
 
-/** The built CLI the skv servers run from (test/support/cluster.ts spawns bin/skv.js). */
-function checkSkvBuilt(): void {
-  const main = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
-  const fromDist = fileURLToPath(new URL('../../../dist/src/cli/main.js', import.meta.url));
-  if (!existsSync(main) && !existsSync(fromDist)) {
+/**
+ * The built CLI the skv servers run from (test/support/cluster.ts spawns bin/skv.js): missing is
+ * an error; older than a source file under src/ is a warning (the run would measure old code).
+ */
+function checkSkvBuilt(log: (line: string) => void): void {
+  const root = [
+    fileURLToPath(new URL('../../', import.meta.url)),
+    fileURLToPath(new URL('../../../', import.meta.url)),
+  ].find((dir) => existsSync(path.join(dir, 'dist/src/cli/main.js')));
+  if (root === undefined) {
     throw new SkvError(
       'unavailable',
       'skv is not built: run `npm run build` first (the servers run bin/skv.js)',
     );
   }
+  const builtMs = statSync(path.join(root, 'dist/src/cli/main.js')).mtimeMs;
+  const newer = newestSource(path.join(root, 'src'), builtMs, 4_096);
+  if (newer !== null) {
+    log(`peers: WARNING dist/ is older than ${path.relative(root, newer)}: run \`npm run build\``);
+  }
+}
+
+/** A .ts file under `dir` modified after `sinceMs`, or null; looks at `filesMax` files at most. */
+function newestSource(dir: string, sinceMs: number, filesMax: number): string | null {
+  let seen = 0;
+  const stack = [dir];
+  while (stack.length > 0 && seen < filesMax) {
+    const d = stack.pop() as string;
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(d, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const e of entries) {
+      const full = path.join(d, e.name);
+      if (e.isDirectory()) stack.push(full);
+      else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts')) {
+        seen++;
+        if (statSync(full).mtimeMs > sinceMs) return full;
+      }
+    }
+  }
+  return null;
 }
 
 function numberArg(value: string | undefined, name: string, fallback: number, min: number): number {
@@ -311,7 +345,7 @@ async function main(): Promise<void> {
   const o = parsePeersArgs(process.argv.slice(2));
   const log = (line: string) => process.stdout.write(`${line}\n`);
   if (o.install) ensureInstalled(o.systems, log);
-  if (o.systems.some((s) => s === 'skv' || s === 'skv-unary')) checkSkvBuilt();
+  if (o.systems.some((s) => s === 'skv' || s === 'skv-unary')) checkSkvBuilt(log);
   await runPeers({ ...o, log });
 }
 
