@@ -26,7 +26,7 @@ import {
 } from '../bench/generators.js';
 import { keyName, scramble48 } from '../bench/keys.js';
 import type { LatencySummaryUs } from '../bench/measure.js';
-import { barChartSvg, lineChartSvg } from '../bench/plot/svg.js';
+import { barChartSvg, lineChartSvg, niceTicks } from '../bench/plot/svg.js';
 import { Random } from '../bench/random.js';
 import { writeReport } from '../bench/report.js';
 import { DEFAULT_RUN_OPTIONS, type RunOptions, type RunOutput, runBench } from '../bench/runner.js';
@@ -523,5 +523,20 @@ describe('CPU accounting', () => {
       await t.teardown();
     }
     expect(t.serverPids()).toEqual([]);
+  });
+});
+
+describe('plot axes', () => {
+  it('a y axis ends at or above the largest value (66k on a would-be 60k axis)', () => {
+    for (const max of [66_000 * 1.05, 1, 9.99, 123_456, 5_000]) {
+      const ticks = niceTicks(0, max, 6, true);
+      expect(ticks[ticks.length - 1]!).toBeGreaterThanOrEqual(max);
+      expect(ticks[0]).toBe(0);
+    }
+  });
+
+  it('an x axis keeps its ticks inside the range', () => {
+    const ticks = niceTicks(0, 66_000 * 1.05);
+    expect(Math.max(...ticks)).toBeLessThanOrEqual(66_000 * 1.05);
   });
 });

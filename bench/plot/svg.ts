@@ -37,7 +37,11 @@ export function colorAt(i: number): string {
 }
 
 /** "Nice" tick values covering [min, max] (1, 2, 5 × 10^k steps). */
-export function niceTicks(min: number, max: number, count = 6): number[] {
+/**
+ * Round tick values in [min, max]. With `cover`, the last tick is at or above `max`, so an axis
+ * that ends at the last tick holds every value (a y axis); without, ticks stay inside (an x axis).
+ */
+export function niceTicks(min: number, max: number, count = 6, cover = false): number[] {
   if (!(max > min)) return [min];
   const raw = (max - min) / count;
   const mag = 10 ** Math.floor(Math.log10(raw));
@@ -45,6 +49,10 @@ export function niceTicks(min: number, max: number, count = 6): number[] {
   const ticks: number[] = [];
   for (let v = Math.ceil(min / step) * step; v <= max + step * 1e-9; v += step) {
     ticks.push(Math.round(v / step) * step);
+  }
+  const last = ticks[ticks.length - 1];
+  if (cover && (last === undefined || last < max)) {
+    ticks.push(Math.round(((last ?? Math.floor(min / step) * step) + step) / step) * step);
   }
   return ticks;
 }
@@ -111,7 +119,7 @@ export function lineChartSvg(chart: LineChart): string {
   const xMin = percentile ? 0 : Math.min(0, ...xs);
   const xMax = percentile ? Math.max(2, Math.ceil(Math.max(0, ...xs))) : Math.max(1, ...xs);
   const yMin = chart.yMin ?? 0;
-  const yTicks = niceTicks(yMin, Math.max(yMin + 1, ...ys) * 1.05);
+  const yTicks = niceTicks(yMin, Math.max(yMin + 1, ...ys) * 1.05, 6, true);
   const yMax = yTicks[yTicks.length - 1] ?? 1;
   const sx = (x: number) => MARGIN.left + ((x - xMin) / (xMax - xMin || 1)) * plotW;
   const sy = (y: number) => MARGIN.top + plotH - ((y - yMin) / (yMax - yMin || 1)) * plotH;
@@ -167,7 +175,7 @@ export function barChartSvg(chart: BarChart): string {
   const plotW = WIDTH - MARGIN.left - MARGIN.right;
   const plotH = HEIGHT - MARGIN.top - MARGIN.bottom;
   const values = chart.series.flatMap((s) => s.values.filter(Number.isFinite));
-  const yTicks = niceTicks(0, Math.max(1, ...values) * 1.05);
+  const yTicks = niceTicks(0, Math.max(1, ...values) * 1.05, 6, true);
   const yMax = yTicks[yTicks.length - 1] ?? 1;
   const sy = (y: number) => MARGIN.top + plotH - (y / yMax) * plotH;
   const groupW = plotW / Math.max(1, chart.groups.length);
