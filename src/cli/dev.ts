@@ -1,6 +1,8 @@
 // `skv dev`: the embedded default (DESIGN.md §3). A local ZooKeeper and N nodes on 127.0.0.1,
 // initialised, endpoints printed, a short demo, and Ctrl-C / SIGTERM stops everything it started
 // (each child also exits when our stdin pipe to it closes, so a killed `skv dev` leaves nothing).
+// Every node serves its status page and /metrics on an HTTP port of its own; the first page is
+// opened in a browser when one is available (never an error when it is not).
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, openSync } from 'node:fs';
@@ -20,6 +22,8 @@ export interface DevOptions {
   readonly basePort: number;
   readonly demo: boolean;
   readonly exitAfterDemo: boolean;
+  /** Open the first status page in a browser; undefined: only if one looks available. */
+  readonly open?: boolean;
 }
 
 const BIN = fileURLToPath(new URL('../../../bin/skv.js', import.meta.url));
@@ -120,6 +124,9 @@ export async function runDev(o: DevOptions): Promise<void> {
     const ids = Array.from({ length: o.nodes }, (_, i) => `n${i}`);
     const ports = await portsFrom(o.basePort, o.nodes);
     const addresses = ports.map((p) => `127.0.0.1:${p}`);
+    // Status pages and /metrics: from base port + 1000 (7001 -> 8001), free ones otherwise.
+    const httpPorts = await portsFrom(o.basePort + 1000, o.nodes);
+    const pages = httpPorts.map((p) => `http://127.0.0.1:${p}/`);
     try {
       await initCluster(zk.connectString, CLUSTER, ids, { ranges: o.ranges });
     } catch (err) {
@@ -144,6 +151,8 @@ export async function runDev(o: DevOptions): Promise<void> {
           data,
           '--cluster',
           CLUSTER,
+          '--metrics-listen',
+          `127.0.0.1:${httpPorts[i]}`,
         ],
         {
           stdio: ['pipe', logFile, logFile],
@@ -176,9 +185,15 @@ export async function runDev(o: DevOptions): Promise<void> {
         await new Promise((r) => setTimeout(r, 200));
       }
       console.log(`skv dev: ZooKeeper ${zk.connectString}; data and logs in ${dir}`);
-      for (const [i, id] of ids.entries())
-        console.log(`  node ${id}  ${addresses[i]}  (pid ${children[i]?.pid})`);
+      for (const [i, id] of ids.entries()) {
+        console.log(
+          `  node ${id}  ${addresses[i]}  status page ${pages[i]}  (pid ${children[i]?.pid})`,
+        );
+      }
+      console.log(`  metrics: ${pages.map((p) => `${p}metrics`).join(' ')}`);
       console.log(`  export SKV_SERVERS=${addresses.join(',')}`);
+      const first = pages[0];
+      if (first !== undefined) openInBrowser(first, o.open);
       if (o.demo) await demo(client);
     } finally {
       client.close();
@@ -219,4 +234,36 @@ async function demo(client: ReturnType<typeof connect>): Promise<void> {
   console.log(`  scan [fruit:, fruit;)                         -> ${rows.join(', ')}`);
   const t = await client.get('user:ada', 'name', { timeline: true });
   console.log(`  timeline get user:ada name                    -> "${t.value.toString()}"`);
+}
+
+function onPath(command: string): boolean {
+  return (process.env.PATH ?? '')
+    .split(path.delimiter)
+    .some((dir) => dir !== '' && existsSync(path.join(dir, command)));
+}
+
+/**
+ * Opens `url` in a browser, best effort: with `open` undefined only when a browser looks
+ * available ($DISPLAY or $BROWSER set, and xdg-open on the PATH). $BROWSER wins over xdg-open.
+ * Never throws and never waits: a missing browser is a printed hint, not a failure.
+ */
+function openInBrowser(url: string, open: boolean | undefined): void {
+  if (open === false) return;
+  const browser = process.env.BROWSER?.split(':')[0]?.trim() ?? '';
+  const xdg = onPath('xdg-open');
+  const available = (process.env.DISPLAY ?? '') !== '' || browser !== '';
+  if (open === undefined && !(available && xdg)) return;
+  const command = browser !== '' ? browser : xdg ? 'xdg-open' : null;
+  if (command === null) {
+    console.log(`skv dev: no browser found (xdg-open); open ${url} yourself`);
+    return;
+  }
+  try {
+    const child = spawn(command, [url], { stdio: 'ignore', detached: true });
+    child.once('error', () => console.log(`skv dev: could not start ${command}; open ${url}`));
+    child.unref();
+    console.log(`skv dev: opening ${url} (${command})`);
+  } catch {
+    console.log(`skv dev: could not start ${command}; open ${url}`);
+  }
 }
