@@ -21,9 +21,11 @@ function replica(
     voter?: boolean;
     fence?: number;
     unsafe?: ReplicaConfig['unsafe'];
+    /** The coordinator's epoch, as the epoch znode reports it (leader messages up to it count). */
+    knownEpoch?: number;
   } = {},
 ): Replica {
-  return new Replica(
+  const r = new Replica(
     { self, members: MEMBERS, ...(opts.unsafe === undefined ? {} : { unsafe: opts.unsafe }) },
     {
       hardState: { fenceEpoch: opts.fence ?? 0, voter: opts.voter ?? true },
@@ -32,6 +34,10 @@ function replica(
       commitSeq: opts.commitSeq ?? 0,
     },
   );
+  if (opts.knownEpoch !== undefined) {
+    step(r, { type: 'epoch-znode', epoch: opts.knownEpoch, version: opts.knownEpoch });
+  }
+  return r;
 }
 
 /** Step and collect the Ready (then advance). */
@@ -87,7 +93,7 @@ describe('election decision (S§7)', () => {
 
 describe('follower write path (S§5)', () => {
   it('acks only after the record is durable (ack rides in afterDurable)', () => {
-    const f = replica('b');
+    const f = replica('b', [], { knownEpoch: 1 });
     const rd = step(f, {
       type: 'message',
       message: {
@@ -111,7 +117,7 @@ describe('follower write path (S§5)', () => {
   });
 
   it('with unsafe.ackBeforeDurable the ack goes at once', () => {
-    const f = replica('b', [], { unsafe: { ackBeforeDurable: true } });
+    const f = replica('b', [], { unsafe: { ackBeforeDurable: true }, knownEpoch: 1 });
     const rd = step(f, {
       type: 'message',
       message: {
@@ -130,7 +136,10 @@ describe('follower write path (S§5)', () => {
   });
 
   it('truncates a divergent suffix before appending the leader entries (S§6.1.1)', () => {
-    const f = replica('c', [entry(1, 1), entry(1, 2), entry(1, 3)], { commitSeq: 1 });
+    const f = replica('c', [entry(1, 1), entry(1, 2), entry(1, 3)], {
+      commitSeq: 1,
+      knownEpoch: 2,
+    });
     const rd = step(f, {
       type: 'message',
       message: {
@@ -391,5 +400,81 @@ describe('strong reads by read-index (DESIGN.md §5 rule 6)', () => {
     );
     expect(l.status().role).toBe('follower');
     expect(rd.coordinator).toContainEqual({ type: 'resign-leadership', epoch: 2 });
+  });
+});
+
+describe('peer input no correct peer sends is dropped, never fatal (fuzzing found each)', () => {
+  function propose(from: string, to: string, epoch: number, prev: Lsn, entries: Entry[]) {
+    return {
+      type: 'message' as const,
+      message: {
+        type: 'propose' as const,
+        from,
+        to,
+        epoch,
+        prevLsn: prev,
+        entries,
+        commitSeq: 0,
+        commitLsn: ZERO_LSN,
+        leaderLastSeq: prev.seq + entries.length,
+      },
+    };
+  }
+
+  it('a leader message from beyond the newest known epoch is ignored (no epoch is joined)', () => {
+    const f = replica('b', [entry(1, 1)], { knownEpoch: 1 });
+    const rd = step(f, propose('a', 'b', 7, lsn(1, 1), [entry(7, 2)]));
+    expect(rd.entries).toEqual([]);
+    expect(f.status().currentEpoch).toBe(1);
+    // Once the coordinator reports epoch 7, the same message is accepted.
+    step(f, { type: 'epoch-znode', epoch: 7, version: 7 });
+    const rd2 = step(f, propose('a', 'b', 7, lsn(1, 1), [entry(7, 2)]));
+    expect(rd2.entries.map((e) => e.lsn)).toEqual([lsn(7, 2)]);
+  });
+
+  it('an ack beyond the leader log is rejected and changes nothing', () => {
+    const l = replica('a', [entry(1, 1)], { commitSeq: 1 });
+    elect(l, 1, [cand('b', 101, lsn(1, 1))]);
+    const before = l.status();
+    const rd = step(l, {
+      type: 'message',
+      message: { type: 'ack', from: 'b', to: 'a', epoch: 2, matchSeq: 1_000_000, voter: true },
+    });
+    expect(rd.rejected).toEqual([expect.objectContaining({ from: 'b', type: 'ack' })]);
+    expect(l.status().commitSeq).toBe(before.commitSeq);
+    expect(l.status().role).toBe('leader');
+  });
+
+  it('a second leader in our own epoch is rejected; we stay leader', () => {
+    const l = replica('a', [entry(1, 1)], { commitSeq: 1 });
+    elect(l, 1, [cand('b', 101, lsn(1, 1))]);
+    const rd = step(l, {
+      type: 'message',
+      message: {
+        type: 'heartbeat',
+        from: 'c',
+        to: 'a',
+        epoch: 2,
+        round: 1,
+        commitSeq: 0,
+        commitLsn: ZERO_LSN,
+        leaderLastSeq: 0,
+      },
+    });
+    expect(rd.rejected).toEqual([expect.objectContaining({ from: 'c', type: 'heartbeat' })]);
+    expect(l.status().role).toBe('leader');
+  });
+
+  it('a propose contradicting a committed entry, or not contiguous, is rejected before any change', () => {
+    const f = replica('b', [entry(1, 1), entry(1, 2)], { commitSeq: 2, knownEpoch: 3 });
+    step(f); // local replay
+    const contradicting = step(f, propose('a', 'b', 3, lsn(1, 1), [entry(3, 2), entry(3, 3)]));
+    expect(contradicting.rejected).toEqual([expect.objectContaining({ type: 'propose' })]);
+    expect(contradicting.truncateAfterSeq).toBeNull();
+    expect(f.lsnAt(2)).toEqual(lsn(1, 2));
+    const gap = step(f, propose('a', 'b', 3, lsn(1, 2), [entry(3, 3), entry(3, 5)]));
+    expect(gap.rejected).toEqual([expect.objectContaining({ type: 'propose' })]);
+    expect(gap.entries).toEqual([]);
+    expect(f.lastLsn()).toEqual(lsn(1, 2));
   });
 });

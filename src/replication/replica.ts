@@ -54,6 +54,7 @@ import {
   type NackMessage,
   type ProposeMessage,
   type Ready,
+  type RejectedMessage,
   type ReplicaConfig,
   type ReplicaLimits,
   type ReplicaTiming,
@@ -129,6 +130,7 @@ interface Outbox {
   snapshotTargets: NodeId[];
   afterMessages: Message[];
   afterCoordinator: CoordinatorOp[];
+  rejected: RejectedMessage[];
   wrote: boolean;
 }
 
@@ -147,6 +149,7 @@ function emptyOutbox(): Outbox {
     snapshotTargets: [],
     afterMessages: [],
     afterCoordinator: [],
+    rejected: [],
     wrote: false,
   };
 }
@@ -193,6 +196,11 @@ export class Replica {
   private epochZnode: { epoch: number; version: number } | undefined = undefined;
   private candidacyRound: number | null = null;
   private claimInFlight = false;
+  /**
+   * The newest epoch known to exist: the coordinator's epoch znode, our own claims, our log.
+   * Kept across session loss (an epoch, once claimed, stays claimed).
+   */
+  private epochKnown = 0;
   /** The latest candidate set the coordinator reported, to decide again after a failed claim. */
   private seenCandidates: { round: number; candidates: readonly Candidate[] } | null = null;
   private lastClaimSignature: string | null = null;
@@ -233,6 +241,7 @@ export class Replica {
     this.durableSeq = last.seq;
     this.verifiedSeq = this.commitSeq;
     this.currentEpoch = Math.max(last.epoch, this.base.epoch);
+    this.epochKnown = this.currentEpoch;
   }
 
   // ===========================================================================================
@@ -324,6 +333,7 @@ export class Replica {
         break;
       case 'epoch-znode':
         this.epochZnode = { epoch: input.epoch, version: input.version };
+        this.epochKnown = Math.max(this.epochKnown, input.epoch);
         if (this.candidacyRound !== null && this.candidacyRound < input.epoch) {
           // That round is over: its winner claimed an epoch. Our fence stays. If our own claim
           // is in flight it may be the one that moved the epoch: only its result can tell us
@@ -357,6 +367,7 @@ export class Replica {
       o.snapshotTargets.length > 0 ||
       o.afterMessages.length > 0 ||
       o.afterCoordinator.length > 0 ||
+      o.rejected.length > 0 ||
       o.commitLsn !== null ||
       this.appliedSeq < this.commitSeq
     );
@@ -393,6 +404,7 @@ export class Replica {
       snapshotsToSend: o.snapshotsToSend,
       afterDurable: { messages: o.afterMessages, coordinator: o.afterCoordinator },
       lastLsn: this.lastLsn(),
+      rejected: o.rejected,
     };
   }
 
@@ -554,6 +566,10 @@ export class Replica {
   // Messages
 
   /** The lowest epoch this replica accepts a message from (rule 2 and the candidacy fence). */
+  private reject(m: Message, reason: string): void {
+    this.out.rejected.push({ from: m.from, type: m.type, reason });
+  }
+
   private minEpoch(): number {
     return Math.max(this.currentEpoch, this.hard.fenceEpoch);
   }
@@ -595,8 +611,14 @@ export class Replica {
       return;
     }
     if (m.epoch === this.currentEpoch && this.role === 'leader') {
-      assert(false, `two leaders in epoch ${m.epoch}: ${this.self} and ${m.from}`);
+      this.reject(m, `a second leader in our epoch ${m.epoch}`);
+      return;
     }
+    // An epoch is claimed in the coordinator before its leader sends anything, so a leader
+    // message from beyond the newest epoch we know of is either early (its znode event is on
+    // the way: drop it, the leader retransmits) or forged; joining it would fence us against
+    // every real leader until the coordinator's epoch caught up.
+    if (m.epoch > this.epochKnown) return;
     this.joinEpoch(m.epoch, m.from);
     switch (m.type) {
       case 'propose':
@@ -635,10 +657,10 @@ export class Replica {
     if (prev.seq >= this.base.seq) {
       const local = this.lsnAt(prev.seq);
       if (local === null || !lsnEquals(local, prev)) {
-        assert(
-          prev.seq > this.commitSeq || local === null,
-          `committed entry ${prev.seq} differs from leader ${m.from}`,
-        );
+        if (prev.seq <= this.commitSeq && local !== null) {
+          this.reject(m, `prev ${fmtLsn(prev)} contradicts our committed ${fmtLsn(local)}`);
+          return;
+        }
         const nack: NackMessage = {
           type: 'nack',
           from: this.self,
@@ -652,10 +674,21 @@ export class Replica {
         return;
       }
     }
-    // A propose whose entries do not follow prev one by one is malformed: drop it (dropping is
-    // always safe, the leader retransmits) rather than stop the node on a peer's input.
+    // Validate before changing anything: entries follow prev one by one, and none contradicts
+    // a committed entry (S§6.1.1 truncates only uncommitted suffixes).
     for (let i = 0; i < m.entries.length; i++) {
-      if (m.entries[i]!.lsn.seq !== prev.seq + 1 + i) return;
+      const e = m.entries[i]!;
+      if (e.lsn.seq !== prev.seq + 1 + i) {
+        this.reject(m, `entry ${i} has seq ${e.lsn.seq}, not ${prev.seq + 1 + i}`);
+        return;
+      }
+      if (e.lsn.seq > this.base.seq && e.lsn.seq <= this.commitSeq) {
+        const local = this.lsnAt(e.lsn.seq);
+        if (local !== null && !lsnEquals(local, e.lsn)) {
+          this.reject(m, `entry ${fmtLsn(e.lsn)} contradicts our committed ${fmtLsn(local)}`);
+          return;
+        }
+      }
     }
     // prev matches (or lies inside our snapshot base, which is committed and thus equal).
     let expectSeq = prev.seq + 1;
@@ -708,6 +741,10 @@ export class Replica {
 
   private onSnapshot(m: SnapshotMessage): void {
     const have = this.lsnAt(m.lsn.seq);
+    if (have !== null && !lsnEquals(have, m.lsn) && m.lsn.seq <= this.commitSeq) {
+      this.reject(m, `snapshot at ${fmtLsn(m.lsn)} contradicts our committed ${fmtLsn(have)}`);
+      return;
+    }
     if (have !== null && lsnEquals(have, m.lsn)) {
       // We hold the snapshot's last entry: by log matching our prefix equals the leader's, and
       // entries after it may already be acked — keep them (Raft §7), just learn the commit.
@@ -802,7 +839,10 @@ export class Replica {
     p.lastAckTick = this.ticks;
     switch (m.type) {
       case 'ack': {
-        assert(m.matchSeq <= this.lastLsn().seq, 'ack beyond our log');
+        if (m.matchSeq > this.lastLsn().seq) {
+          this.reject(m, `ack of ${m.matchSeq} beyond our last entry ${this.lastLsn().seq}`);
+          break;
+        }
         p.voter = m.voter;
         if (m.matchSeq > p.matchSeq) {
           p.matchSeq = m.matchSeq;
@@ -1171,6 +1211,7 @@ export class Replica {
   private becomeLeader(epoch: number): void {
     this.role = 'leader';
     this.currentEpoch = epoch;
+    this.epochKnown = Math.max(this.epochKnown, epoch);
     this.leaderHint = this.self;
     this.candidacyRound = null;
     this.verifiedSeq = this.commitSeq;
@@ -1211,4 +1252,8 @@ export class Replica {
     }
     this.broadcastHeartbeat();
   }
+}
+
+function fmtLsn(l: Lsn): string {
+  return `${l.epoch}.${l.seq}`;
 }

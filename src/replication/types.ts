@@ -235,6 +235,19 @@ export interface Ready {
   };
   /** The last LSN in the log after this Ready (what `append-durable` should report). */
   readonly lastLsn: Lsn;
+  /**
+   * Peer messages dropped because no correct peer sends them (an ack beyond our log, a second
+   * leader in our epoch, a leader contradicting a committed entry...): a forged or corrupted
+   * frame must not stop the node, so the core drops it and says why. The simulation treats any
+   * of these as a protocol bug; the server logs them.
+   */
+  readonly rejected: readonly RejectedMessage[];
+}
+
+export interface RejectedMessage {
+  readonly from: NodeId;
+  readonly type: Message['type'];
+  readonly reason: string;
 }
 
 // ---------------------------------------------------------------------------------------------

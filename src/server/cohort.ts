@@ -187,19 +187,13 @@ export class Cohort {
   write(payload: Uint8Array, deadlineMs: number): Promise<ApplyResult> {
     const requestId = this.nextRequestId++;
     const promise = new Promise<ApplyResult>((resolve, reject) => {
-      const timer = setTimeout(
-        () => {
-          if (this.writes.delete(requestId)) {
-            reject(
-              new SkvError(
-                'deadline-exceeded',
-                'the write did not commit in time; outcome unknown',
-              ),
-            );
-          }
-        },
-        Math.max(1, deadlineMs - performance.now()),
-      );
+      const timer = setTimeout(() => {
+        if (this.writes.delete(requestId)) {
+          reject(
+            new SkvError('deadline-exceeded', 'the write did not commit in time; outcome unknown'),
+          );
+        }
+      }, timerDelayMs(deadlineMs));
       this.writes.set(requestId, { resolve, reject, timer });
     });
     this.step({ type: 'client-write', requestId, payload });
@@ -210,14 +204,11 @@ export class Cohort {
   readBarrier(deadlineMs: number): Promise<void> {
     const requestId = this.nextRequestId++;
     const promise = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => {
-          if (this.reads.delete(requestId)) {
-            reject(new SkvError('unavailable', 'leadership could not be confirmed in time'));
-          }
-        },
-        Math.max(1, deadlineMs - performance.now()),
-      );
+      const timer = setTimeout(() => {
+        if (this.reads.delete(requestId)) {
+          reject(new SkvError('unavailable', 'leadership could not be confirmed in time'));
+        }
+      }, timerDelayMs(deadlineMs));
       this.reads.set(requestId, { resolve, reject, timer });
     });
     this.step({ type: 'client-read', requestId });
@@ -310,6 +301,14 @@ export class Cohort {
           error: String(err),
         }),
       );
+    }
+
+    for (const x of rd.rejected) {
+      this.ports.event?.(this.rangeId, 'peer-message-rejected', {
+        from: x.from,
+        type: x.type,
+        reason: x.reason,
+      });
     }
 
     // 4. After durable.
@@ -427,4 +426,12 @@ export class Cohort {
   static entryFromLog(e: { lsn: Lsn; kind: number; payload: Uint8Array }): Entry {
     return { lsn: e.lsn, kind: recordKindToEntryKind(e.kind), payload: Buffer.from(e.payload) };
   }
+}
+
+/**
+ * setTimeout's delay for a deadline: at least 1 ms, and at most 2^31-1 ms, past which Node
+ * fires the timer after 1 ms instead (a 30-day deadline would expire at once).
+ */
+function timerDelayMs(deadlineMs: number): number {
+  return Math.min(2 ** 31 - 1, Math.max(1, deadlineMs - performance.now()));
 }

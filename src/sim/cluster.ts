@@ -210,6 +210,10 @@ export class SimCluster {
           onApply: (n, e) => this.onApply(n, e),
           onAfterReady: (n) => this.onAfterReady(n),
           sendPeer: (m) => this.sendPeer(m),
+          onRejected: (n, x) => {
+            this.count('rejected');
+            this.violation(`${n.id} rejected a ${x.type} from ${x.from}: ${x.reason}`);
+          },
           onAssertion: (n, e) => {
             this.count('assertion');
             this.violation(`assertion failed at ${n.id}: ${e.message}`);

@@ -21,6 +21,7 @@ import type {
   HardState,
   Input,
   Message,
+  RejectedMessage,
   ReplicaConfig,
 } from '../replication/types.js';
 import { ApplyModel, type Cell } from './apply-model.js';
@@ -41,6 +42,8 @@ export interface NodeHooks {
   /** After each Ready is handled (leader-per-epoch and durability invariants). */
   onAfterReady(node: SimNode): void;
   sendPeer(m: Message): void;
+  /** The core dropped a peer message no correct peer sends (a protocol bug in the simulation). */
+  onRejected(node: SimNode, rejected: RejectedMessage): void;
   /** An assertion failed in this process (it crashes: fail-stop). */
   onAssertion(node: SimNode, error: AssertionError): void;
 }
@@ -464,6 +467,7 @@ export class SimNode {
           data: m.serialize(),
         });
       }
+      for (const x of rd.rejected) this.hooks.onRejected(this, x);
       const after = rd.afterDurable;
       const last = rd.lastLsn;
       const mustSync = rd.mustSync;
