@@ -201,6 +201,8 @@ export class Replica {
    * Kept across session loss (an epoch, once claimed, stays claimed).
    */
   private epochKnown = 0;
+  /** The latest leader message ignored for coming from beyond `epochKnown` (see there). */
+  private earlyLeaderMessage: ProposeMessage | HeartbeatMessage | SnapshotMessage | null = null;
   /** The latest candidate set the coordinator reported, to decide again after a failed claim. */
   private seenCandidates: { round: number; candidates: readonly Candidate[] } | null = null;
   private lastClaimSignature: string | null = null;
@@ -334,6 +336,11 @@ export class Replica {
       case 'epoch-znode':
         this.epochZnode = { epoch: input.epoch, version: input.version };
         this.epochKnown = Math.max(this.epochKnown, input.epoch);
+        if (this.earlyLeaderMessage !== null && this.earlyLeaderMessage.epoch <= this.epochKnown) {
+          const early = this.earlyLeaderMessage;
+          this.earlyLeaderMessage = null;
+          this.onLeaderMessage(early);
+        }
         if (this.candidacyRound !== null && this.candidacyRound < input.epoch) {
           // That round is over: its winner claimed an epoch. Our fence stays. If our own claim
           // is in flight it may be the one that moved the epoch: only its result can tell us
@@ -618,7 +625,12 @@ export class Replica {
     // message from beyond the newest epoch we know of is either early (its znode event is on
     // the way: drop it, the leader retransmits) or forged; joining it would fence us against
     // every real leader until the coordinator's epoch caught up.
-    if (m.epoch > this.epochKnown) return;
+    if (m.epoch > this.epochKnown) {
+      // Keep the latest one: if the epoch shows up, handling it at once (an ack or a nack)
+      // spares the leader a retransmit timeout in its takeover.
+      this.earlyLeaderMessage = m;
+      return;
+    }
     this.joinEpoch(m.epoch, m.from);
     switch (m.type) {
       case 'propose':
