@@ -30,7 +30,8 @@ import {
   validateRecord,
   writeBatchFrame,
 } from './format.js';
-import { type LogFile, type LogFs, nodeLogFs } from './fs-port.js';
+import type { LogFile, LogFs } from './fs-port.js';
+import { defaultLogFs } from './power-loss-fs.js';
 import {
   hasBatchFrameAfter,
   lastNonZeroByte,
@@ -256,7 +257,8 @@ export class CommitLog {
   // Open and recovery
 
   static async open(options: CommitLogOptions): Promise<{ log: CommitLog; report: OpenReport }> {
-    const fs = options.fs ?? nodeLogFs;
+    // The real file system, or (tests only, SKV_TEST_POWER_LOSS=1) the power-loss emulation.
+    const fs = options.fs ?? defaultLogFs();
     const segmentSizeBytes = options.segmentSizeBytes ?? SEGMENT_SIZE_BYTES_DEFAULT;
     assert(
       Number.isInteger(segmentSizeBytes) && segmentSizeBytes >= 4 * FRAME_BYTES,
