@@ -19,6 +19,7 @@ import { SkvNode, splitHostPort } from '../server/node.js';
 import { initCluster } from './cluster-init.js';
 import { runDev } from './dev.js';
 import { createLogger } from './logger.js';
+import { collectStatus, renderStatus } from './status.js';
 
 /** `skv cluster init` exits with this when a range map already exists (idempotent Jobs). */
 export const EXIT_ALREADY_INITIALISED = 3;
@@ -163,11 +164,7 @@ export function buildProgram(): Command {
       let metrics: Awaited<ReturnType<typeof serveMetrics>> | null = null;
       if (o.metricsListen !== undefined) {
         const [mhost, mport] = splitHostPort(o.metricsListen);
-        metrics = await serveMetrics(
-          mhost,
-          intOption(mport, '--metrics-listen port'),
-          nodeMetrics.registry,
-        );
+        metrics = await serveMetrics(mhost, intOption(mport, '--metrics-listen port'), nodeMetrics);
       }
       const coordinator = new ZooKeeperCoordinator({
         connectString: o.zk,
@@ -278,6 +275,8 @@ export function buildProgram(): Command {
     .option('--base-port <port>', 'first node port', '7001')
     .option('--no-demo', 'skip the demo writes and reads')
     .option('--exit-after-demo', 'stop everything after the demo (for scripts and tests)')
+    .option('--open', "open node n0's status page in a browser (default: if one is available)")
+    .option('--no-open', 'never open a browser')
     .action(async (o) => {
       await runDev({
         nodes: intOption(o.nodes, '--nodes'),
@@ -286,6 +285,7 @@ export function buildProgram(): Command {
         basePort: intOption(o.basePort, '--base-port'),
         demo: o.demo !== false,
         exitAfterDemo: o.exitAfterDemo === true,
+        ...(o.open === undefined ? {} : { open: o.open === true }),
       });
     });
 
@@ -365,25 +365,16 @@ export function buildProgram(): Command {
     });
 
   clientOptions(
-    program.command('status').description('print every range: bounds, cohort, leader, epoch'),
+    program
+      .command('status')
+      .description(
+        "print every range (bounds, cohort, leader, epoch) and every replica's LSNs and lag",
+      ),
   ).action(async (o) => {
+    const timeoutMs = o.timeoutMs === undefined ? 5000 : intOption(o.timeoutMs, '--timeout-ms');
     await withClient(o, async (c) => {
-      const map = await c.rangeMap();
-      const nodes = new Map(map.nodes.map((n) => [n.id, n.address]));
-      console.log(`nodes: ${[...nodes].map(([id, a]) => `${id}=${a}`).join(' ')}`);
-      console.log('range  start            end              members          leader  epoch');
-      for (const r of map.ranges) {
-        console.log(
-          [
-            String(r.rangeId).padEnd(6),
-            show(Buffer.from(r.start)).padEnd(16),
-            (r.end.length === 0 ? '∞' : show(Buffer.from(r.end))).padEnd(16),
-            r.members.join(',').padEnd(16),
-            (r.leader === '' ? '-' : r.leader).padEnd(7),
-            String(r.epoch),
-          ].join(' '),
-        );
-      }
+      const { map, reports } = await collectStatus(c, { timeoutMs });
+      for (const line of renderStatus(map, reports)) console.log(line);
     });
   });
 

@@ -3,14 +3,17 @@
 // request path (a counter increment and a histogram observation per request); everything else —
 // per-cohort role, epoch and LSNs, memtable bytes, commit-log counters, ZooKeeper session — is
 // read from the node only when Prometheus scrapes (collect callbacks), so it costs nothing between
-// scrapes.
+// scrapes. The same HTTP port serves the live status page (status-page.ts): `/` and
+// `/status.json`, built on request; its per-second rings are fed from `observe` below.
 
 import http from 'node:http';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { RequestObserver } from '../server/node.js';
+import { STATUS_PAGE_HTML } from './status-page.html.js';
+import { buildStatus, ElectionLog, LiveRequestStats, type StatusSource } from './status-page.js';
 
-/** What the metrics read from a node at scrape time. */
-export interface NodeMetricsSource {
+/** What the metrics (and the status page) read from a node at scrape time. */
+export interface NodeMetricsSource extends StatusSource {
   cohortMetrics(): readonly {
     readonly rangeId: number;
     readonly role: string;
@@ -43,6 +46,9 @@ export class NodeMetrics implements RequestObserver {
   private readonly requests: Counter<'method' | 'consistency' | 'outcome'>;
   private readonly latency: Histogram<'method' | 'consistency'>;
   private source: NodeMetricsSource | null = null;
+  /** The status page's rings (bounded; fed by `observe` and `leaderElected`). */
+  readonly live = new LiveRequestStats();
+  readonly elections = new ElectionLog();
 
   constructor(nodeId: string) {
     const registry = this.registry;
@@ -178,24 +184,64 @@ export class NodeMetrics implements RequestObserver {
   observe(method: string, consistency: string, outcome: string, seconds: number): void {
     this.requests.inc({ method, consistency, outcome });
     this.latency.observe({ method, consistency }, seconds);
+    this.live.observe(method, seconds);
+  }
+
+  leaderElected(rangeId: number, leader: string, epoch: number): void {
+    this.elections.record(rangeId, leader, epoch);
+  }
+
+  /** The /status.json document, or null before the node is attached (still starting). */
+  async status(): Promise<Awaited<ReturnType<typeof buildStatus>> | null> {
+    const source = this.source;
+    return source === null ? null : await buildStatus(source, this.live, this.elections);
   }
 }
 
-/** Serves GET /metrics on host:port; resolves once listening (a taken port fails the start). */
+function respond(res: http.ServerResponse, code: number, type: string, body: string): void {
+  res.writeHead(code, { 'content-type': type, 'cache-control': 'no-store' }).end(body);
+}
+
+/**
+ * Serves on host:port: GET /metrics (Prometheus), GET / (the status page) and GET /status.json
+ * (what the page polls). Resolves once listening (a taken port fails the start).
+ */
 export async function serveMetrics(
   host: string,
   port: number,
-  registry: Registry,
+  metrics: NodeMetrics,
 ): Promise<http.Server> {
+  const registry = metrics.registry;
   const server = http.createServer((req, res) => {
-    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
-      res.writeHead(404).end();
+    const route = (req.url ?? '').split('?')[0];
+    if (req.method !== 'GET') {
+      res.writeHead(405, { allow: 'GET' }).end();
       return;
     }
-    registry.metrics().then(
-      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
-      (err: unknown) => res.writeHead(500).end(String(err)),
-    );
+    switch (route) {
+      case '/metrics':
+        registry.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+          (err: unknown) => res.writeHead(500).end(String(err)),
+        );
+        return;
+      case '/':
+      case '/index.html':
+        respond(res, 200, 'text/html; charset=utf-8', STATUS_PAGE_HTML);
+        return;
+      case '/status.json':
+        metrics.status().then(
+          (doc) =>
+            doc === null
+              ? respond(res, 503, 'application/json', '{"error":"the node is starting"}')
+              : respond(res, 200, 'application/json', JSON.stringify(doc)),
+          (err: unknown) =>
+            respond(res, 500, 'application/json', JSON.stringify({ error: String(err) })),
+        );
+        return;
+      default:
+        res.writeHead(404).end();
+    }
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -30,6 +30,8 @@ import {
   type GetResponse,
   type ItemStatus,
   KVService,
+  type NodeStatusRequest,
+  type NodeStatusResponse,
   type PutRequest,
   type PutResponse,
   type RangeMapRequest,
@@ -239,6 +241,36 @@ export class KvEdge {
       };
     });
 
+  /** This node's own facts, for `skv status` (the backend's optional nodeStatus). */
+  nodeStatus = (
+    call: ServerUnaryCall<NodeStatusRequest, NodeStatusResponse>,
+    cb: sendUnaryData<NodeStatusResponse>,
+  ) =>
+    this.unary(call, cb, async (_req: NodeStatusRequest) => {
+      if (this.backend.nodeStatus === undefined)
+        throw new SkvError('internal', 'this backend does not serve NodeStatus');
+      const s = await this.backend.nodeStatus();
+      return {
+        nodeId: s.nodeId,
+        address: s.address,
+        sessionState: s.sessionState,
+        uptimeMs: BigInt(Math.max(0, Math.round(s.uptimeMs))),
+        cohorts: s.cohorts.map((c) => ({
+          rangeId: c.rangeId,
+          role: c.role,
+          voter: c.voter,
+          epoch: BigInt(c.epoch),
+          lastLsnEpoch: BigInt(c.lastLsn.epoch),
+          lastSeq: BigInt(c.lastLsn.seq),
+          durableSeq: BigInt(c.durableSeq),
+          committedSeq: BigInt(c.committedSeq),
+          appliedSeq: BigInt(c.appliedSeq),
+          memtableBytes: BigInt(c.memtableBytes),
+          followerLagEntries: BigInt(c.followerLagEntries),
+        })),
+      };
+    });
+
   /** The throughput path: batches in, batches out, answers in any order. */
   session = (stream: ServerDuplexStream<SessionRequestBatch, SessionResponseBatch>) => {
     let inflight = 0;
@@ -398,6 +430,7 @@ export class KvGrpcServer {
       scan: edge.scan,
       rangeMap: edge.rangeMap,
       session: edge.session,
+      nodeStatus: edge.nodeStatus,
     });
     if (options.onPeerBatch !== undefined) {
       server.addService(PeerService, peerServiceImplementation(options.onPeerBatch));

@@ -29,7 +29,14 @@ import { compareBytes } from '../placement/bytes.js';
 import type { KeyRange, RangeMap as PlacementRangeMap } from '../placement/range-map.js';
 import { makeRangeMap, rangeForKey, rangesOverlapping } from '../placement/range-map.js';
 import type { Candidate, CoordinatorOp, Entry, Message } from '../replication/types.js';
-import type { CallContext, CellValue, GetResult, RangeMapView, RowResult } from '../rpc/backend.js';
+import type {
+  CallContext,
+  CellValue,
+  GetResult,
+  NodeStatusView,
+  RangeMapView,
+  RowResult,
+} from '../rpc/backend.js';
 import { NotLeaderError } from '../rpc/backend.js';
 import type { PeerBatch } from '../rpc/generated/skv/peer/v1/peer.js';
 import { Consistency } from '../rpc/generated/skv/v1/kv.js';
@@ -69,6 +76,8 @@ export interface NodeConfig {
 /** Receives one observation per request served (the metrics adapter implements it). */
 export interface RequestObserver {
   observe(method: string, consistency: string, outcome: string, seconds: number): void;
+  /** This node learnt a range's new leader (or a new epoch of it): the status page's elections. */
+  leaderElected?(rangeId: RangeId, leader: NodeId, epoch: number): void;
 }
 
 export interface NodeDeps {
@@ -442,6 +451,9 @@ export class SkvNode {
         view.refreshing = false;
         if (this.stopped) return;
         view.epoch = epoch;
+        const before = this.leaders.get(rangeId);
+        if (leader !== null && (before?.nodeId !== leader.nodeId || before?.epoch !== leader.epoch))
+          this.deps.requests?.leaderElected?.(rangeId, leader.nodeId, leader.epoch);
         this.leaders.set(rangeId, leader);
         this.mapVersion++;
         if (view.candidates?.round !== epoch.epoch && this.cohorts.has(rangeId)) {
@@ -916,9 +928,36 @@ export class SkvNode {
     );
   }
 
-  /** What the metrics adapter reads at scrape time. */
+  /** This node's own facts (the NodeStatus RPC, the status page): built on request only. */
+  async nodeStatus(): Promise<NodeStatusView> {
+    return {
+      nodeId: this.id,
+      address: this.address,
+      sessionState: this.deps.coordinator.sessionState,
+      uptimeMs: process.uptime() * 1000,
+      cohorts: [...this.cohorts].map(([rangeId, c]) => {
+        const st = c.replica.status();
+        return {
+          rangeId,
+          role: st.role,
+          voter: st.voter,
+          epoch: st.currentEpoch,
+          lastLsn: st.lastLsn,
+          durableSeq: st.durableSeq,
+          committedSeq: st.commitSeq,
+          appliedSeq: c.appliedUpTo,
+          memtableBytes: c.store.memtableBytes,
+          followerLagEntries: c.replica.followerLag(),
+        };
+      }),
+    };
+  }
+
+  /** What the metrics adapter reads at scrape time (and the status page on request). */
   metricsSource() {
     return {
+      nodeStatus: () => this.nodeStatus(),
+      rangeMap: () => this.rangeMap(),
       cohortMetrics: () =>
         [...this.cohorts].map(([rangeId, c]) => {
           const st = c.replica.status();
