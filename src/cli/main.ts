@@ -9,12 +9,22 @@ import { Command, CommanderError, Option } from 'commander';
 import { registerBenchCommand } from '../../bench/cli.js';
 import { connect, type SkvClient } from '../client/index.js';
 import { ZooKeeperCoordinator } from '../coordination/zookeeper/zk-coordinator.js';
+import { assert } from '../core/assert.js';
 import { SkvError } from '../core/errors.js';
 import { NodeMetrics, serveMetrics } from '../observability/metrics.js';
 import { formatBytes } from '../placement/bytes.js';
 import { parseSplitKeys } from '../placement/initial-map.js';
 import { checkHealth } from '../rpc/health-client.js';
 import { GrpcNodeTransport } from '../rpc/node-transport.js';
+import {
+  type ChannelSecurity,
+  CredentialError,
+  checkToken,
+  nodeChannelSecurity,
+  readTlsFiles,
+  readTokenFile,
+  type ServerSecurity,
+} from '../rpc/tls.js';
 import { SkvNode, splitHostPort } from '../server/node.js';
 import { initCluster } from './cluster-init.js';
 import { runDev } from './dev.js';
@@ -23,6 +33,8 @@ import { collectStatus, renderStatus } from './status.js';
 
 /** `skv cluster init` exits with this when a range map already exists (idempotent Jobs). */
 export const EXIT_ALREADY_INITIALISED = 3;
+/** A credential file (TLS, token) is missing, unreadable or malformed: nothing started. */
+export const EXIT_BAD_CREDENTIALS = 2;
 
 function env(name: string): string | undefined {
   const v = process.env[name];
@@ -51,13 +63,90 @@ function servers(opts: { servers?: string }): string[] {
   return list.filter((s) => s !== '');
 }
 
+/** Runs `load`; a CredentialError becomes exit code 2 with its message (never plaintext). */
+async function credentialsOrExit<T>(load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (err) {
+    if (!(err instanceof CredentialError)) throw err;
+    console.error(`skv: ${err.message}`);
+    throw new CommanderError(EXIT_BAD_CREDENTIALS, 'skv.credentials', err.message);
+  }
+}
+
+interface ServerCredentialOptions {
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+  tlsClientAuth?: boolean;
+  authTokenFile?: string;
+}
+
+/** `skv server`: TLS needs all three files; client auth needs TLS. */
+async function serverSecurity(o: ServerCredentialOptions): Promise<ServerSecurity> {
+  const given = [o.tlsCert, o.tlsKey, o.tlsCa].filter((f) => f !== undefined).length;
+  if (given !== 0 && given !== 3) {
+    throw new CredentialError('TLS needs --tls-cert, --tls-key and --tls-ca together');
+  }
+  if (o.tlsClientAuth === true && given === 0) {
+    throw new CredentialError('--tls-client-auth needs TLS (--tls-cert, --tls-key, --tls-ca)');
+  }
+  let security: ServerSecurity = {};
+  if (o.tlsCa !== undefined && o.tlsCert !== undefined && o.tlsKey !== undefined) {
+    const m = await readTlsFiles({ caFile: o.tlsCa, certFile: o.tlsCert, keyFile: o.tlsKey });
+    assert(m.cert !== undefined && m.key !== undefined, 'readTlsFiles returns cert and key');
+    security = {
+      tls: {
+        ca: m.ca,
+        cert: m.cert,
+        key: m.key,
+        requireClientCertificate: o.tlsClientAuth === true,
+      },
+    };
+  }
+  if (o.authTokenFile !== undefined) {
+    security = { ...security, token: await readTokenFile(o.authTokenFile) };
+  }
+  return security;
+}
+
+interface ClientCredentialOptions {
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tokenFile?: string;
+}
+
+/** Client commands: flags (or their env vars); the token from --token-file or SKV_TOKEN. */
+async function clientSecurity(o: ClientCredentialOptions): Promise<ChannelSecurity> {
+  if (o.tlsCa === undefined && (o.tlsCert !== undefined || o.tlsKey !== undefined)) {
+    throw new CredentialError('a client certificate (--tls-cert, --tls-key) needs --tls-ca');
+  }
+  let security: ChannelSecurity = {};
+  if (o.tlsCa !== undefined) {
+    security = {
+      tls: await readTlsFiles({ caFile: o.tlsCa, certFile: o.tlsCert, keyFile: o.tlsKey }),
+    };
+  }
+  const envToken = env('SKV_TOKEN');
+  if (o.tokenFile !== undefined) {
+    security = { ...security, token: await readTokenFile(o.tokenFile) };
+  } else if (envToken !== undefined) {
+    security = { ...security, token: checkToken(envToken.trim(), 'SKV_TOKEN') };
+  }
+  return security;
+}
+
 async function withClient<T>(
-  opts: { servers?: string; timeoutMs?: string },
+  opts: { servers?: string; timeoutMs?: string } & ClientCredentialOptions,
   fn: (c: SkvClient) => Promise<T>,
 ): Promise<T> {
+  const security = await credentialsOrExit(() => clientSecurity(opts));
   const client = connect({
     servers: servers(opts),
     timeoutMs: opts.timeoutMs === undefined ? 5000 : intOption(opts.timeoutMs, '--timeout-ms'),
+    ...(security.tls === undefined ? {} : { tls: security.tls }),
+    ...(security.token === undefined ? {} : { token: security.token }),
   });
   try {
     return await fn(client);
@@ -66,10 +155,32 @@ async function withClient<T>(
   }
 }
 
-function clientOptions(cmd: Command): Command {
+/** TLS flags shared by the client commands and `skv health`. */
+function clientTlsOptions(cmd: Command): Command {
   return cmd
+    .addOption(
+      new Option('--tls-ca <file>', 'PEM CA that signed the servers (turns TLS on)').env(
+        'SKV_TLS_CA',
+      ),
+    )
+    .addOption(
+      new Option('--tls-cert <file>', 'PEM client certificate (servers with client auth)').env(
+        'SKV_TLS_CERT',
+      ),
+    )
+    .addOption(new Option('--tls-key <file>', 'PEM key of --tls-cert').env('SKV_TLS_KEY'));
+}
+
+function clientOptions(cmd: Command): Command {
+  return clientTlsOptions(cmd)
     .option('--servers <list>', 'comma-separated HOST:PORT of any nodes (env SKV_SERVERS)')
-    .option('--timeout-ms <n>', 'per-call deadline', '5000');
+    .option('--timeout-ms <n>', 'per-call deadline', '5000')
+    .addOption(
+      new Option(
+        '--token-file <file>',
+        'file holding the bearer token (or the token itself in env SKV_TOKEN)',
+      ).env('SKV_TOKEN_FILE'),
+    );
 }
 
 function show(b: Buffer): string {
@@ -142,6 +253,28 @@ export function buildProgram(): Command {
       ).env('SKV_METRICS_LISTEN'),
     )
     .addOption(
+      new Option('--tls-cert <file>', 'PEM certificate of this node (TLS on the port)').env(
+        'SKV_TLS_CERT',
+      ),
+    )
+    .addOption(new Option('--tls-key <file>', 'PEM key of --tls-cert').env('SKV_TLS_KEY'))
+    .addOption(
+      new Option('--tls-ca <file>', 'PEM CA of the cluster: verifies peers and client certs').env(
+        'SKV_TLS_CA',
+      ),
+    )
+    .addOption(
+      new Option('--tls-client-auth', 'require client certificates signed by --tls-ca').env(
+        'SKV_TLS_CLIENT_AUTH',
+      ),
+    )
+    .addOption(
+      new Option(
+        '--auth-token-file <file>',
+        'require "authorization: Bearer <token>" with the token in this file',
+      ).env('SKV_AUTH_TOKEN_FILE'),
+    )
+    .addOption(
       new Option(
         '--unsafe-follower-strong-reads',
         'TEST ONLY: serve strong reads at followers',
@@ -157,7 +290,12 @@ export function buildProgram(): Command {
       const id: string = o.idFromHostname ? idFromHostname(os.hostname()) : o.id;
       if (id === undefined)
         throw new SkvError('invalid-argument', 'give --id (or --id-from-hostname)');
+      // Credentials first: a bad file stops the start (exit 2) before anything binds.
+      const security = await credentialsOrExit(() => serverSecurity(o));
       const logger = createLogger(o.logLevel, { node: id });
+      if (security.token !== undefined && security.tls === undefined) {
+        logger.warn('a bearer token without TLS travels in clear text: add --tls-cert/--tls-key');
+      }
       // --metrics-listen: Prometheus /metrics. Bound before the node starts, so a taken port
       // fails the start instead of leaving a node that cannot be scraped.
       const nodeMetrics = new NodeMetrics(id);
@@ -186,10 +324,12 @@ export function buildProgram(): Command {
             ...(o.unsafeFollowerStrongReads ? { followerStrongReads: true } : {}),
             ...(o.unsafeAckBeforeDurable ? { ackBeforeDurable: true } : {}),
           },
+          security,
         },
         {
           coordinator,
-          transport: new GrpcNodeTransport(),
+          // Forwarded requests present this node's certificate and the cluster's token.
+          transport: new GrpcNodeTransport(nodeChannelSecurity(security)),
           log: (level, msg, fields) => logger[level](fields ?? {}, msg),
           requests: nodeMetrics,
         },
@@ -371,20 +511,26 @@ export function buildProgram(): Command {
         "print every range (bounds, cohort, leader, epoch) and every replica's LSNs and lag",
       ),
   ).action(async (o) => {
+    const security = await credentialsOrExit(() => clientSecurity(o));
     const timeoutMs = o.timeoutMs === undefined ? 5000 : intOption(o.timeoutMs, '--timeout-ms');
     await withClient(o, async (c) => {
-      const { map, reports } = await collectStatus(c, { timeoutMs });
+      const { map, reports } = await collectStatus(c, { timeoutMs, security });
       for (const line of renderStatus(map, reports)) console.log(line);
     });
   });
 
-  program
-    .command('health')
-    .description('exit 0 iff the node answers the gRPC health check as SERVING')
+  clientTlsOptions(
+    program
+      .command('health')
+      .description(
+        'exit 0 iff the node answers the gRPC health check as SERVING (no token needed)',
+      ),
+  )
     .option('--addr <host:port>', 'node address', '127.0.0.1:7001')
     .option('--service <name>', 'health service name ("" = the process, skv.v1.KV = can serve)', '')
     .action(async (o) => {
-      const ok = await checkHealth(o.addr, o.service, 2000);
+      const { tls } = await credentialsOrExit(() => clientSecurity({ ...o, tokenFile: undefined }));
+      const ok = await checkHealth(o.addr, o.service, 2000, tls === undefined ? {} : { tls });
       if (!ok) process.exitCode = 1;
     });
 

@@ -3,11 +3,14 @@
 // throughput (many requests per HTTP/2 message, answered in any order). It validates every
 // request before the backend sees it and maps errors through status.ts. Plus the standard gRPC
 // health-checking service.
+//
+// Security (issue #8, tls.ts): TLS on the port when configured; the bearer-token check is a
+// server interceptor installed only when a token is configured, so it runs before any handler of
+// every service but health; the peer service checks certificates and membership itself.
 
 import { performance } from 'node:perf_hooks';
 import {
   Server,
-  ServerCredentials,
   type ServerDuplexStream,
   type ServerUnaryCall,
   type ServerWritableStream,
@@ -47,8 +50,14 @@ import {
   type WriteRowRequest,
   type WriteRowResponse,
 } from './generated/skv/v1/kv.js';
-import { type PeerBatchHandler, PeerService, peerServiceImplementation } from './peer-transport.js';
+import {
+  type PeerBatchHandler,
+  type PeerRefusal,
+  PeerService,
+  peerServiceImplementation,
+} from './peer-transport.js';
 import { grpcStatusOf, toGrpcError } from './status.js';
+import { type ServerSecurity, serverCredentials, tokenInterceptor } from './tls.js';
 import {
   deleteToMutation,
   putToMutation,
@@ -399,6 +408,10 @@ export interface KvServerOptions {
   readonly port: number;
   /** Serve the internal peer protocol on the same port. */
   readonly onPeerBatch?: PeerBatchHandler;
+  /** Told once per distinct refused peer (who, and why). */
+  readonly onPeerRefused?: (refusal: PeerRefusal) => void;
+  /** TLS and the bearer token (default: neither). */
+  readonly security?: ServerSecurity;
 }
 
 /** A gRPC server with the KV and health services; `port` 0 picks a free one. */
@@ -410,7 +423,9 @@ export class KvGrpcServer {
   ) {}
 
   static async start(backend: KvBackend, options: KvServerOptions): Promise<KvGrpcServer> {
+    const security = options.security ?? {};
     const server = new Server({
+      ...(security.token === undefined ? {} : { interceptors: [tokenInterceptor(security.token)] }),
       'grpc.max_receive_message_length': GRPC_MESSAGE_BYTES_MAX,
       'grpc.max_send_message_length': GRPC_MESSAGE_BYTES_MAX,
       'grpc.keepalive_time_ms': 10_000,
@@ -433,14 +448,20 @@ export class KvGrpcServer {
       nodeStatus: edge.nodeStatus,
     });
     if (options.onPeerBatch !== undefined) {
-      server.addService(PeerService, peerServiceImplementation(options.onPeerBatch));
+      server.addService(
+        PeerService,
+        peerServiceImplementation(options.onPeerBatch, {
+          requireCertificate: security.tls !== undefined,
+          ...(options.onPeerRefused === undefined ? {} : { onRefused: options.onPeerRefused }),
+        }),
+      );
     }
     const health = new HealthImplementation({ '': 'NOT_SERVING', 'skv.v1.KV': 'NOT_SERVING' });
     health.addToServer(server);
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(
         `${options.host}:${options.port}`,
-        ServerCredentials.createInsecure(),
+        serverCredentials(security),
         (err, bound) => (err ? reject(err) : resolve(bound)),
       ),
     );

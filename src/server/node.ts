@@ -43,8 +43,9 @@ import { Consistency } from '../rpc/generated/skv/v1/kv.js';
 import { KvGrpcServer } from '../rpc/kv-server.js';
 import type { NodeTransport, SessionOp } from '../rpc/node-transport.js';
 import { decodePeerMessage, encodePeerMessage } from '../rpc/peer-codec.js';
-import { PeerLink } from '../rpc/peer-transport.js';
+import { PeerLink, type PeerVerdict } from '../rpc/peer-transport.js';
 import { RemoteError } from '../rpc/session-channel.js';
+import { nodeChannelSecurity, type ServerSecurity } from '../rpc/tls.js';
 import type { ValidGet, ValidReadRow, ValidScan } from '../rpc/validate.js';
 import {
   decodeSnapshotChunk,
@@ -71,6 +72,8 @@ export interface NodeConfig {
   readonly memtableSizeBytesMax?: number;
   /** Deliberately unsafe switches for the fault suites (never in production). */
   readonly unsafe?: { readonly ackBeforeDurable?: boolean; readonly followerStrongReads?: boolean };
+  /** TLS and bearer token of the port; the node's certificate also signs its peer links. */
+  readonly security?: ServerSecurity;
 }
 
 /** Receives one observation per request served (the metrics adapter implements it). */
@@ -236,6 +239,8 @@ export class SkvNode {
       host,
       port: Number(portText),
       onPeerBatch: (batch) => this.onPeerBatch(batch),
+      onPeerRefused: (r) => this.say('warn', 'peer refused', { ...r }),
+      ...(this.config.security === undefined ? {} : { security: this.config.security }),
     });
     this.server.health.setStatus('', 'SERVING');
     const coord = this.deps.coordinator;
@@ -696,7 +701,12 @@ export class SkvNode {
       l = undefined;
     }
     if (l === undefined) {
-      l = new PeerLink(address, this.id, this.config.cluster);
+      l = new PeerLink(
+        address,
+        this.id,
+        this.config.cluster,
+        nodeChannelSecurity(this.config.security ?? {}),
+      );
       this.links.set(to, l);
     }
     return l;
@@ -706,10 +716,17 @@ export class SkvNode {
     this.link(m.to)?.send(encodePeerMessage(rangeId, m));
   }
 
-  private onPeerBatch(batch: PeerBatch): void {
-    if (this.stopped) return;
+  /** Issue #8: a sender outside a range's cohort is refused before any message of its batch runs. */
+  private onPeerBatch(batch: PeerBatch): PeerVerdict {
+    if (this.stopped) return { ok: true };
     if (batch.cluster !== this.config.cluster) {
-      throw new SkvError('unauthenticated', `peer batch from cluster ${batch.cluster}`);
+      return { ok: false, reason: `cluster ${batch.cluster} is not ${this.config.cluster}` };
+    }
+    for (const pm of batch.messages) {
+      const range = this.placement?.ranges.find((r) => r.rangeId === pm.rangeId);
+      const outsider = range !== undefined && !range.members.includes(batch.from);
+      if (outsider && this.cohorts.has(pm.rangeId))
+        return { ok: false, reason: `${batch.from} is not in the cohort of range ${pm.rangeId}` };
     }
     for (const pm of batch.messages) {
       const cohort = this.cohorts.get(pm.rangeId);
@@ -721,6 +738,7 @@ export class SkvNode {
       if (decoded.kind === 'core') cohort.step({ type: 'message', message: decoded.message });
       else this.onSnapshotChunk(pm.rangeId, batch.from, decoded.chunk);
     }
+    return { ok: true };
   }
 
   private async sendSnapshot(rangeId: RangeId, to: NodeId, epoch: number): Promise<void> {
