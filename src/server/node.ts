@@ -790,6 +790,14 @@ export class SkvNode {
   ): void {
     const key = `${rangeId}/${from}`;
     if (chunk.lsn === undefined) return;
+    // Buffer only what the range's current leader sends in its epoch, as the coordinator names
+    // them: anything else (a deposed leader, a forged or early frame) would hold memory for a
+    // transfer the core would refuse anyway. Early frames cost a retransmit, nothing more.
+    const leader = this.leaders.get(rangeId);
+    if (leader == null || leader.nodeId !== from || leader.epoch !== chunk.epoch) {
+      this.transfers.delete(key);
+      return;
+    }
     let t = this.transfers.get(key);
     if (chunk.index === 0 || t === undefined || t.transferId !== chunk.transferId) {
       if (chunk.index !== 0) return; // joined mid-transfer: wait for a fresh one
