@@ -62,6 +62,10 @@ export async function runJepsen(config: JepsenConfig, options: RunOptions): Prom
     String(config.durationMs),
     ...config.serverArgs.flatMap((a) => ['--server-arg', a]),
     ...(config.failpoints === '' ? [] : ['--failpoints', config.failpoints]),
+    ...(config.schedule === undefined ? [] : ['--schedule', config.schedule]),
+    ...(config.powerLossSyncMs === undefined
+      ? []
+      : ['--power-loss-sync-ms', String(config.powerLossSyncMs)]),
   ];
   const log = openSync(logFile, 'a');
   const child = spawn('unshare', args, { cwd: ROOT, stdio: ['pipe', log, log] });
@@ -97,7 +101,7 @@ export function summarize(r: JepsenReport): string {
   // biome-ignore lint/suspicious/noExplicitAny: the figures are free-form JSON, printed as found
   const f = r.figures as Record<string, any>;
   const lines = [
-    `seed ${r.config.seed} (${r.config.durationMs / 1000} s${r.config.serverArgs.length > 0 ? `, ${r.config.serverArgs.join(' ')}` : ''}): ${r.ok ? 'PASS' : 'FAIL'}`,
+    `seed ${r.config.seed} (${r.config.durationMs / 1000} s${r.config.serverArgs.length > 0 ? `, ${r.config.serverArgs.join(' ')}` : ''}${r.config.schedule === 'power-cuts' ? ', power cuts only' : ''}${(r.config.powerLossSyncMs ?? 0) > 0 ? `, emulated flush ${r.config.powerLossSyncMs} ms` : ''}): ${r.ok ? 'PASS' : 'FAIL'}`,
     `  faults ${r.faults.length}: ${JSON.stringify(f.faultCounts)}`,
     `  ops completed ${f.completedOps}: ${JSON.stringify(f.ops)}`,
     `  linearizability ${JSON.stringify(f.linearizability)}`,

@@ -16,9 +16,29 @@ export interface JepsenConfig {
   readonly serverArgs: readonly string[];
   /** SKV_FAILPOINTS for every node process (sleep points), '' for none. */
   readonly failpoints: string;
+  /**
+   * Which faults the nemesis draws (default 'mixed': every category, one at a time, plus power
+   * cuts); 'power-cuts': only power cuts, most of them with a lost disk (the durability sanity run).
+   */
+  readonly schedule?: ScheduleKind;
+  /**
+   * The emulated disks' flush latency (SKV_TEST_POWER_LOSS_SYNC_MS; default 0: the VM's own
+   * ~0.25 ms fdatasync). Nodes start at half of it; each power cut gives every node a disk that
+   * flushes in 0..this ms, drawn from the seed. Every node always runs with SKV_TEST_POWER_LOSS=1.
+   */
+  readonly powerLossSyncMs?: number;
 }
 
-export type FaultCategory = 'kill' | 'pause' | 'partition' | 'damage' | 'link' | 'zookeeper';
+export type ScheduleKind = 'mixed' | 'power-cuts';
+
+export type FaultCategory =
+  | 'kill'
+  | 'pause'
+  | 'partition'
+  | 'damage'
+  | 'link'
+  | 'zookeeper'
+  | 'power';
 
 export interface FaultRecord {
   readonly category: FaultCategory;

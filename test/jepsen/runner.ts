@@ -5,12 +5,18 @@
 // report to --out and exits 0 whether the checks passed or not (the caller judges the report);
 // exits non-zero only when the harness itself broke.
 //
+// Every node runs with SKV_TEST_POWER_LOSS=1 (src/log/power-loss-fs.ts): a SIGKILL of a node is a
+// power cut of that node (its unsynced log writes are lost), which is what lets the suite tell
+// `--unsafe-ack-before-durable` from the safe build (jepsen.test.ts, the durability sanity run).
+//
 // Usage: node --import tsx test/jepsen/runner.ts --out FILE --seed N --duration-ms MS
-//        [--server-arg FLAG]... [--failpoints SPEC]
+//        [--server-arg FLAG]... [--failpoints SPEC] [--schedule mixed|power-cuts]
+//        [--power-loss-sync-ms MS]
 
 import { writeFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { connect } from '../../src/client/index.js';
+import { POWER_LOSS_ENV, POWER_LOSS_SYNC_MS_ENV } from '../../src/log/power-loss-fs.js';
 import { GrpcNodeTransport } from '../../src/rpc/node-transport.js';
 import { Prng } from '../../src/sim/prng.js';
 import { TestCluster } from '../support/cluster.js';
@@ -25,7 +31,12 @@ import {
   ZK_HOST,
   ZK_PORT,
 } from './net.js';
-import { type JepsenConfig, type JepsenReport, SESSION_TIMEOUT_MS } from './report.js';
+import {
+  type JepsenConfig,
+  type JepsenReport,
+  type ScheduleKind,
+  SESSION_TIMEOUT_MS,
+} from './report.js';
 import { Workloads } from './workloads.js';
 
 const NODES = 3;
@@ -36,6 +47,8 @@ function parseArgs(argv: string[]): JepsenConfig & { out: string } {
   let seed = 1;
   let durationMs = 90_000;
   let failpoints = '';
+  let schedule: ScheduleKind = 'mixed';
+  let powerLossSyncMs = 0;
   const serverArgs: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -61,12 +74,21 @@ function parseArgs(argv: string[]): JepsenConfig & { out: string } {
         failpoints = v;
         i++;
         break;
+      case '--schedule':
+        if (v !== 'mixed' && v !== 'power-cuts') throw new Error(`runner: unknown schedule ${v}`);
+        schedule = v;
+        i++;
+        break;
+      case '--power-loss-sync-ms':
+        powerLossSyncMs = Number(v);
+        i++;
+        break;
       default:
         throw new Error(`runner: unknown argument ${a}`);
     }
   }
   if (out === '') throw new Error('runner: --out is required');
-  return { out, seed, durationMs, serverArgs, failpoints };
+  return { out, seed, durationMs, serverArgs, failpoints, schedule, powerLossSyncMs };
 }
 
 const OP_TIMEOUT_MS = 4000;
@@ -90,9 +112,17 @@ export async function runJepsenInNamespace(config: JepsenConfig): Promise<Jepsen
     uids: hosts.map((_, i) => NODE_UID_BASE + i),
     sessionTimeoutMs: SESSION_TIMEOUT_MS,
     serverArgs: config.serverArgs,
-    ...(config.failpoints === '' ? {} : { env: { SKV_FAILPOINTS: config.failpoints } }),
+    env: {
+      [POWER_LOSS_ENV]: '1',
+      // Until the first power cut every node's emulated disk flushes in half the maximum.
+      [POWER_LOSS_SYNC_MS_ENV]: String(Math.round((config.powerLossSyncMs ?? 0) / 2)),
+      ...(config.failpoints === '' ? {} : { SKV_FAILPOINTS: config.failpoints }),
+    },
   });
-  const nemesis = new Nemesis(cluster, rng, now);
+  const nemesis = new Nemesis(cluster, rng, now, {
+    schedule: config.schedule ?? 'mixed',
+    powerLossSyncMsMax: config.powerLossSyncMs ?? 0,
+  });
   await nemesis.startProxies();
   // Deadlines longer than a leader failover (2 s session + election): a client that waits that
   // long sees its operation succeed on the new leader instead of failing during the failover.
@@ -110,7 +140,13 @@ export async function runJepsenInNamespace(config: JepsenConfig): Promise<Jepsen
   nemesis.probeClient = client;
   let report: JepsenReport;
   try {
-    workloads.start({ register: 8, set: 2, timeline: 2, counter: 2 });
+    // The power-cut schedule is a durability test: most workers insert (a lost acknowledged
+    // insert is the plainest evidence), and no timeline readers take CPU from the writers.
+    workloads.start(
+      (config.schedule ?? 'mixed') === 'power-cuts'
+        ? { register: 4, set: 24, timeline: 0, counter: 1 }
+        : { register: 8, set: 2, timeline: 2, counter: 2 },
+    );
     await nemesis.runSchedule(config.durationMs);
     report = await runChecks({ config, cluster, nemesis, workloads, client, now });
   } finally {

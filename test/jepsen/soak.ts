@@ -1,4 +1,5 @@
-// `npm run test:chaos -- --minutes N --seed S [--unsafe-follower-strong-reads]`: one long Jepsen
+// `npm run test:chaos -- --minutes N --seed S [--unsafe-follower-strong-reads]
+//   [--unsafe-ack-before-durable] [--schedule mixed|power-cuts] [--power-loss-sync-ms MS]`: one long Jepsen
 // run (launch.ts) and a printed summary of faults, operations and outcomes. Exit 0 when every
 // check passed, 1 when one failed, 2 when the run could not happen here.
 
@@ -10,6 +11,8 @@ async function main(): Promise<number> {
   let seed = Date.now() % 1_000_000;
   let failpoints = '';
   let keepDir: string | undefined;
+  let schedule: 'mixed' | 'power-cuts' = 'mixed';
+  let powerLossSyncMs = 0;
   const serverArgs: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -18,6 +21,10 @@ async function main(): Promise<number> {
     else if (a === '--seed') seed = Number(argv[++i]);
     else if (a === '--failpoints') failpoints = argv[++i] ?? '';
     else if (a === '--keep') keepDir = argv[++i];
+    else if (a === '--schedule' && (v === 'mixed' || v === 'power-cuts')) {
+      schedule = v;
+      i++;
+    } else if (a === '--power-loss-sync-ms') powerLossSyncMs = Number(argv[++i]);
     else if (a?.startsWith('--unsafe-')) serverArgs.push(a);
     else throw new Error(`test:chaos: unknown argument ${a} ${v}`);
   }
@@ -31,7 +38,7 @@ async function main(): Promise<number> {
     `[chaos] seed ${seed}, ${minutes} min${serverArgs.length > 0 ? `, ${serverArgs.join(' ')}` : ''}`,
   );
   const report = await runJepsen(
-    { seed, durationMs, serverArgs, failpoints },
+    { seed, durationMs, serverArgs, failpoints, schedule, powerLossSyncMs },
     { timeoutMs: durationMs + 300_000, ...(keepDir === undefined ? {} : { keepDir }) },
   );
   console.log(summarize(report));
