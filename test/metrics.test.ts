@@ -60,6 +60,12 @@ describe('metrics', () => {
       expect(value(t, 'skv_log_fsyncs_total')).toBeGreaterThan(0);
       expect(value(t, 'skv_zookeeper_session_state', { state: 'connected' })).toBe(1);
       expect(t).toContain('skv_request_duration_seconds_bucket');
+      // Every group commit is timed and sized: as many observations as fsyncs counted.
+      expect(value(t, 'skv_log_fsync_duration_seconds_count')).toBeGreaterThan(0);
+      expect(value(t, 'skv_log_batch_records_count')).toBe(
+        value(t, 'skv_log_fsync_duration_seconds_count'),
+      );
+      expect(t).toContain('skv_cohort_uncommitted_entries');
     }
 
     // After the commit period every replica of each range reports the same committed and applied

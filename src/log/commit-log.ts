@@ -60,6 +60,8 @@ export interface CommitLogOptions {
   /** Called once on a write/fsync failure. Default: log to stderr and `process.abort()`. */
   readonly onFatal?: (err: unknown) => void;
   readonly fs?: LogFs;
+  /** Called after each group commit's fdatasync: its duration and the batch it covered. */
+  readonly onGroupCommit?: (fsyncSeconds: number, records: number, bytes: number) => void;
 }
 
 export interface AppendOptions {
@@ -200,6 +202,7 @@ export class CommitLog {
   private readonly batchRecordsMax: number;
   private readonly queueBytesMax: number;
   private readonly onFatal: (err: unknown) => void;
+  private readonly onGroupCommit: CommitLogOptions['onGroupCommit'];
 
   private readonly cohortStates = new Map<RangeId, CohortState>();
   /** Segments holding (or about to hold) records, ascending; the last is the active one. */
@@ -245,6 +248,7 @@ export class CommitLog {
     this.batchRecordsMax = options.batchRecordsMax ?? BATCH_RECORDS_MAX_DEFAULT;
     this.queueBytesMax = options.queueBytesMax ?? QUEUE_BYTES_MAX_DEFAULT;
     this.onFatal = options.onFatal ?? defaultOnFatal;
+    this.onGroupCommit = options.onGroupCommit;
     this.segments = recovered.segments;
     for (const s of this.segments) this.segmentsByNo.set(s.no, s);
     this.ready.push(...recovered.ready);
@@ -766,7 +770,9 @@ export class CommitLog {
       p.item.written = p.to;
       if (!p.item.sync && p.item.written === p.item.records.length) settle(p.item);
     }
+    const fsyncStartMs = performance.now();
     await seg.file.datasync();
+    this.onGroupCommit?.((performance.now() - fsyncStartMs) / 1000, count, bytes);
     this.statFsyncs++;
     this.statBatches++;
     this.statRecords += count;

@@ -45,6 +45,9 @@ export class NodeMetrics implements RequestObserver {
   readonly registry = new Registry();
   private readonly requests: Counter<'method' | 'consistency' | 'outcome'>;
   private readonly latency: Histogram<'method' | 'consistency'>;
+  private readonly fsyncSeconds: Histogram;
+  private readonly batchRecords: Histogram;
+  private readonly cohortEvents: Counter<'range' | 'event'>;
   private source: NodeMetricsSource | null = null;
   /** The status page's rings (bounded; fed by `observe` and `leaderElected`). */
   readonly live = new LiveRequestStats();
@@ -65,6 +68,24 @@ export class NodeMetrics implements RequestObserver {
       help: 'Request latency at this node (forwarding included), by method and consistency',
       labelNames: ['method', 'consistency'],
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
+      registers: [registry],
+    });
+    this.fsyncSeconds = new Histogram({
+      name: 'skv_log_fsync_duration_seconds',
+      help: "Duration of the shared commit log's fdatasync, one per group commit",
+      buckets: [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1],
+      registers: [registry],
+    });
+    this.batchRecords = new Histogram({
+      name: 'skv_log_batch_records',
+      help: 'Records made durable by one group commit (all cohorts together)',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
+      registers: [registry],
+    });
+    this.cohortEvents = new Counter({
+      name: 'skv_cohort_events_total',
+      help: 'Protocol events per range: checkpoint (memtable flushed), snapshot-send, snapshot-install, truncate, peer-message-rejected',
+      labelNames: ['range', 'event'],
       registers: [registry],
     });
     const self = this;
@@ -129,6 +150,11 @@ export class NodeMetrics implements RequestObserver {
       (c) => c.memtableBytes,
     );
     cohortGauge(
+      'skv_cohort_uncommitted_entries',
+      "Entries in this replica's log not known committed yet (the commit queue)",
+      (c) => Math.max(0, c.lastLsnSeq - c.commitSeq),
+    );
+    cohortGauge(
       'skv_cohort_follower_lag_entries',
       'Leader only: entries the furthest follower lags behind',
       (c) => c.followerLag,
@@ -189,6 +215,15 @@ export class NodeMetrics implements RequestObserver {
 
   leaderElected(rangeId: number, leader: string, epoch: number): void {
     this.elections.record(rangeId, leader, epoch);
+  }
+
+  groupCommit(fsyncSeconds: number, records: number, _bytes: number): void {
+    this.fsyncSeconds.observe(fsyncSeconds);
+    this.batchRecords.observe(records);
+  }
+
+  cohortEvent(rangeId: number, event: string): void {
+    this.cohortEvents.inc({ range: String(rangeId), event });
   }
 
   /** The /status.json document, or null before the node is attached (still starting). */

@@ -81,6 +81,13 @@ export interface RequestObserver {
   observe(method: string, consistency: string, outcome: string, seconds: number): void;
   /** This node learnt a range's new leader (or a new epoch of it): the status page's elections. */
   leaderElected?(rangeId: RangeId, leader: NodeId, epoch: number): void;
+  /** One group commit of the shared log: its fdatasync time and the batch it made durable. */
+  groupCommit?(fsyncSeconds: number, records: number, bytes: number): void;
+  /**
+   * A protocol event of a cohort: 'checkpoint' (memtable flushed to LevelDB tables),
+   * 'snapshot-send', 'snapshot-install', 'truncate', 'peer-message-rejected', ...
+   */
+  cohortEvent?(rangeId: RangeId, event: string): void;
 }
 
 export interface NodeDeps {
@@ -215,6 +222,9 @@ export class SkvNode {
     const { log } = await CommitLogImpl.open({
       dir: path.join(config.dataDir, 'log'),
       onFatal: (err) => (node === null ? process.exit(70) : node.fatal(err)),
+      ...(deps.requests?.groupCommit === undefined
+        ? {}
+        : { onGroupCommit: deps.requests.groupCommit.bind(deps.requests) }),
     });
     const storage = await NodeStorage.open(config.dataDir, {
       ...(config.memtableSizeBytesMax === undefined
@@ -398,7 +408,10 @@ export class SkvNode {
           installSnapshot: (id, lsn) => this.installSnapshot(id, lsn),
           coordinate: (id, op) => this.coordinate(id, op),
           fatal: this.fatal,
-          event: (id, event, detail) => this.say('info', event, { range: id, ...detail }),
+          event: (id, event, detail) => {
+            this.deps.requests?.cohortEvent?.(id, event);
+            this.say('info', event, { range: id, ...detail });
+          },
         },
       },
       { hardState: hard, baseLsn: base, entries, commitSeq },
@@ -681,6 +694,7 @@ export class SkvNode {
   }
 
   private onCheckpoint(rangeId: RangeId, lsn: Lsn): void {
+    this.deps.requests?.cohortEvent?.(rangeId, 'checkpoint');
     this.log.setCheckpoint(rangeId, lsn.seq);
     this.cohorts.get(rangeId)?.step({ type: 'log-compacted', lsn });
   }
