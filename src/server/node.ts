@@ -410,7 +410,9 @@ export class SkvNode {
           fatal: this.fatal,
           event: (id, event, detail) => {
             this.deps.requests?.cohortEvent?.(id, event);
-            this.say('info', event, { range: id, ...detail });
+            // Rare (truncations, snapshots, rejections): the status read is affordable here.
+            const epoch = this.cohorts.get(id)?.replica.status().currentEpoch;
+            this.say('info', event, { range: id, epoch, ...detail });
           },
         },
       },
