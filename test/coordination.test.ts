@@ -2,6 +2,7 @@
 // the atomic range map, epoch CAS, election rounds, the leader znode, session expiry and
 // recovery, and the withheld-reply workaround (DESIGN.md §4, §5 rule 3; PAPER-NOTES §4.3, §4.5).
 
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type {
   Candidate,
@@ -662,9 +663,14 @@ describe('ZooKeeperCoordinator session expiry', () => {
     open.push(c);
     await c.start();
     zk.zk.signal('SIGSTOP');
-    // The JVM's threads stop asynchronously: let the stop take effect before the call, or a
-    // thread still running can answer it (seen once on a loaded machine).
-    await new Promise((r) => setTimeout(r, 200));
+    // Wait until the kernel reports the JVM stopped (state T), or a thread still running can
+    // answer the call (seen once on a loaded machine); then a little longer for its threads.
+    const stoppedBy = performance.now() + 5_000;
+    while (!/^\d+ \(.*\) T/.test(readFileSync(`/proc/${zk.zk.pid}/stat`, 'utf8'))) {
+      if (performance.now() > stoppedBy) throw new Error('ZooKeeper did not stop');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await new Promise((r) => setTimeout(r, 100));
     try {
       const t0 = performance.now();
       await expect(c.readRangeMap()).rejects.toMatchObject({ code: 'deadline-exceeded' });
