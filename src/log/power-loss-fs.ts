@@ -86,17 +86,20 @@ class PowerLossLogFile implements LogFile {
   }
 
   async read(into: Uint8Array, length: number, position: number): Promise<number> {
+    // Taken before the file read: a datasync finishing meanwhile moves these into the file, and
+    // laying them over again is harmless (the log never rewrites bytes), missing them would not be.
+    const overlay = [...this.syncing, ...this.kept];
     let n = await this.inner.read(into, length, position);
-    if (this.kept.length === 0 && this.syncing.length === 0) return n;
+    if (overlay.length === 0) return n;
     // The file as this process sees it: its bytes, extended by kept writes past its end (a gap
     // between the file's end and a kept write reads as zeros, like a sparse file), then every
     // kept write laid over it in write order.
-    const end = Math.min(position + length, Math.max(position + n, this.keptEnd()));
+    const end = Math.min(position + length, Math.max(position + n, endOf(overlay)));
     if (end - position > n) {
       into.fill(0, n, end - position);
       n = end - position;
     }
-    for (const w of [...this.syncing, ...this.kept]) {
+    for (const w of overlay) {
       const from = Math.max(position, w.position);
       const to = Math.min(position + n, w.position + w.data.length);
       if (from >= to) continue;
@@ -134,7 +137,8 @@ class PowerLossLogFile implements LogFile {
   }
 
   async sizeBytes(): Promise<number> {
-    return Math.max(await this.inner.sizeBytes(), this.keptEnd());
+    const overlay = [...this.syncing, ...this.kept];
+    return Math.max(await this.inner.sizeBytes(), endOf(overlay));
   }
 
   async close(): Promise<void> {
@@ -145,13 +149,12 @@ class PowerLossLogFile implements LogFile {
     this.keptBytes = 0;
     await this.inner.close();
   }
+}
 
-  private keptEnd(): number {
-    let end = 0;
-    for (const w of [...this.syncing, ...this.kept])
-      end = Math.max(end, w.position + w.data.length);
-    return end;
-  }
+function endOf(writes: readonly KeptWrite[]): number {
+  let end = 0;
+  for (const w of writes) end = Math.max(end, w.position + w.data.length);
+  return end;
 }
 
 class PowerLossPort implements LogFs {
