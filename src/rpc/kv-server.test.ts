@@ -1,6 +1,12 @@
-import { credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
+import { Client, credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SkvError } from '../core/errors.js';
+import {
+  REQUEST_TIMEOUT_MS_MAX,
+  SESSION_FRAME_BYTES_SOFT_MAX,
+  SESSION_FRAME_REQUESTS_MAX,
+  VALUE_SIZE_BYTES_MAX,
+} from '../core/limits.js';
 import type { ApplyResult, RowMutation } from '../core/mutation.js';
 import type {
   CallContext,
@@ -11,7 +17,13 @@ import type {
   RowResult,
 } from './backend.js';
 import { NotLeaderError } from './backend.js';
-import { KVClient, type PutResponse } from './generated/skv/v1/kv.js';
+import {
+  KVClient,
+  type PutResponse,
+  type SessionRequest,
+  SessionRequestBatch,
+  SessionResponseBatch,
+} from './generated/skv/v1/kv.js';
 import { KvGrpcServer } from './kv-server.js';
 import { RemoteError, SessionChannel } from './session-channel.js';
 import type { ValidGet, ValidReadRow, ValidScan } from './validate.js';
@@ -21,6 +33,8 @@ class MemoryBackend implements KvBackend {
   readonly cells = new Map<string, { value: Uint8Array; version: number }>();
   seq = 0;
   writes = 0;
+  /** Time left (ms) of the last request the backend saw, from its deadline. */
+  lastTimeLeftMs = 0;
   private id(key: Uint8Array, column: Uint8Array) {
     return `${Buffer.from(key).toString('hex')}/${Buffer.from(column).toString('hex')}`;
   }
@@ -37,6 +51,10 @@ class MemoryBackend implements KvBackend {
     return [];
   }
   async write(m: RowMutation, ctx: CallContext): Promise<ApplyResult> {
+    this.lastTimeLeftMs = ctx.deadlineMs - performance.now();
+    if (Buffer.from(m.key).toString() === 'hold') {
+      await new Promise((r) => setTimeout(r, 100));
+    }
     if (Buffer.from(m.key).toString() === 'slow') {
       await new Promise((r) => setTimeout(r, Math.max(0, ctx.deadlineMs - performance.now()) + 50));
       throw new SkvError('deadline-exceeded', 'too slow');
@@ -75,6 +93,101 @@ class MemoryBackend implements KvBackend {
 }
 
 const b = (s: string) => Buffer.from(s);
+const identity = (x: Buffer) => x;
+
+interface RawOutcome {
+  code: status;
+  details: string;
+  frames: Buffer[];
+  ms: number;
+}
+
+/** A unary call with raw bytes (what a hostile client can put on the wire). */
+function rawUnary(client: Client, path: string, body: Buffer): Promise<RawOutcome> {
+  const started = performance.now();
+  return new Promise((resolve) =>
+    client.makeUnaryRequest(
+      path,
+      identity,
+      identity,
+      body,
+      { deadline: Date.now() + 5_000 },
+      (err: ServiceError | null, res?: Buffer) =>
+        resolve({
+          code: err?.code ?? status.OK,
+          details: err?.details ?? '',
+          frames: res === undefined ? [] : [res],
+          ms: performance.now() - started,
+        }),
+    ),
+  );
+}
+
+/** A Scan with raw bytes: every frame until the status. */
+function rawScan(client: Client, body: Buffer): Promise<RawOutcome> {
+  const started = performance.now();
+  return new Promise((resolve) => {
+    const frames: Buffer[] = [];
+    const call = client.makeServerStreamRequest('/skv.v1.KV/Scan', identity, identity, body, {
+      deadline: Date.now() + 5_000,
+    });
+    call.on('data', (m: Buffer) => frames.push(m));
+    call.on('error', () => {});
+    call.on('status', (st: { code: status; details: string }) =>
+      resolve({ code: st.code, details: st.details, frames, ms: performance.now() - started }),
+    );
+  });
+}
+
+/**
+ * A Session stream with raw frames; half-closes after the last frame when `halfClose`, else once
+ * `answered` ids have come back. Resolves at the status (the client deadline: 5 s).
+ */
+function rawSession(
+  client: Client,
+  frames: readonly Buffer[],
+  options: { halfClose: 'at-once' | { answered: number } },
+): Promise<RawOutcome & { ids: bigint[] }> {
+  const started = performance.now();
+  return new Promise((resolve) => {
+    const out: Buffer[] = [];
+    const ids: bigint[] = [];
+    const call = client.makeBidiStreamRequest('/skv.v1.KV/Session', identity, identity, {
+      deadline: Date.now() + 5_000,
+    });
+    const hc = options.halfClose;
+    call.on('data', (m: Buffer) => {
+      out.push(m);
+      for (const r of SessionResponseBatch.decode(m).responses) ids.push(r.id);
+      if (hc !== 'at-once' && ids.length === hc.answered) call.end();
+    });
+    call.on('error', () => {});
+    call.on('status', (st: { code: status; details: string }) =>
+      resolve({
+        code: st.code,
+        details: st.details,
+        frames: out,
+        ids,
+        ms: performance.now() - started,
+      }),
+    );
+    for (const f of frames) call.write(f);
+    if (hc === 'at-once') call.end();
+  });
+}
+
+const frameOf = (requests: SessionRequest[]) =>
+  Buffer.from(SessionRequestBatch.encode({ requests }).finish());
+
+const putReq = (id: number, key: string, timeoutMs = 0, value = b('v')): SessionRequest => ({
+  id: BigInt(id),
+  timeoutMs,
+  forwarded: false,
+  op: { $case: 'put', value: { key: b(key), column: b('c'), value } },
+});
+
+/** Bytes that no protobuf decoder accepts: field 1 with wire type 7 (there is none). */
+const UNDECODABLE = Buffer.from([0x0f, 0xff, 0xff]);
 
 describe('KV gRPC edge', () => {
   const backend = new MemoryBackend();
@@ -224,5 +337,202 @@ describe('KV gRPC edge', () => {
     } finally {
       session.close();
     }
+  });
+
+  describe('hostile input (issue #8)', () => {
+    let raw: Client;
+    beforeAll(() => {
+      raw = new Client(address, credentials.createInsecure(), {
+        'grpc.max_send_message_length': -1,
+        'grpc.max_receive_message_length': -1,
+      });
+    });
+    afterAll(() => raw.close());
+
+    it('answers an undecodable unary request INVALID_ARGUMENT, not grpc-js INTERNAL', async () => {
+      for (const method of [
+        'Get',
+        'Put',
+        'Delete',
+        'ReadRow',
+        'WriteRow',
+        'BatchPut',
+        'RangeMap',
+      ]) {
+        const o = await rawUnary(raw, `/skv.v1.KV/${method}`, UNDECODABLE);
+        expect([method, o.code]).toEqual([method, status.INVALID_ARGUMENT]);
+        expect(o.details).toContain(`a ${method} request of 3 bytes is not valid protobuf`);
+      }
+    });
+
+    it('answers an undecodable Scan INVALID_ARGUMENT', async () => {
+      const o = await rawScan(raw, UNDECODABLE);
+      expect(o.code).toBe(status.INVALID_ARGUMENT);
+      expect(o.frames).toEqual([]);
+    });
+
+    it('ends a session with an undecodable frame after answered ones with INVALID_ARGUMENT, every time', async () => {
+      // The fuzz suite saw 3 hung streams in ~1,500 calls: repeat the shape many times.
+      const outcomes = await Promise.all(
+        Array.from({ length: 60 }, (_, i) =>
+          rawSession(
+            raw,
+            [
+              frameOf([putReq(1, `ga${i}`), putReq(2, `gb${i}`)]),
+              UNDECODABLE,
+              frameOf([putReq(3, `gc${i}`)]),
+            ],
+            { halfClose: 'at-once' },
+          ),
+        ),
+      );
+      for (const o of outcomes) {
+        expect(o.code).toBe(status.INVALID_ARGUMENT);
+        expect(o.details).toContain('is not a valid SessionRequestBatch');
+        expect(o.ms).toBeLessThan(4_000);
+        // Nothing of the frame after the garbage ran: request 3 is never answered.
+        expect(o.ids).not.toContain(3n);
+      }
+      expect(backend.cells.has(`${b('gc0').toString('hex')}/${b('c').toString('hex')}`)).toBe(
+        false,
+      );
+    });
+
+    it('answers every request of a session the client half-closed at once, then OK', async () => {
+      const o = await rawSession(
+        raw,
+        [frameOf(Array.from({ length: 20 }, (_, i) => putReq(i + 1, `hc${i}`)))],
+        { halfClose: 'at-once' },
+      );
+      expect(o.code).toBe(status.OK);
+      expect(o.ids.sort((x, y) => Number(x - y))).toEqual(
+        Array.from({ length: 20 }, (_, i) => BigInt(i + 1)),
+      );
+    });
+
+    it('refuses a session frame of a million empty requests at once with RESOURCE_EXHAUSTED', async () => {
+      const before = backend.seq;
+      // Each empty request is 2 bytes on the wire (tag 0x0a, length 0): 2 MB in all.
+      const flood = Buffer.alloc(2_000_000);
+      for (let i = 0; i < flood.length; i += 2) flood[i] = 0x0a;
+      const o = await rawSession(raw, [flood], { halfClose: 'at-once' });
+      expect(o.code).toBe(status.RESOURCE_EXHAUSTED);
+      expect(o.details).toContain(
+        `carries 1000000 requests; the limit is ${SESSION_FRAME_REQUESTS_MAX}`,
+      );
+      expect(o.ms).toBeLessThan(1_000);
+      expect(o.frames).toEqual([]);
+      expect(backend.seq).toBe(before);
+    });
+
+    it('serves a session frame of exactly SESSION_FRAME_REQUESTS_MAX requests', async () => {
+      const n = SESSION_FRAME_REQUESTS_MAX;
+      const o = await rawSession(
+        raw,
+        [frameOf(Array.from({ length: n }, (_, i) => putReq(i + 1, `fm${i}`)))],
+        { halfClose: { answered: n } },
+      );
+      expect(o.code).toBe(status.OK);
+      expect(new Set(o.ids).size).toBe(n);
+    });
+
+    it('splits answers into frames under the soft size (40 one-MiB values read in one frame)', async () => {
+      const big = Buffer.alloc(VALUE_SIZE_BYTES_MAX, 0x61);
+      const session = new SessionChannel(address);
+      try {
+        await session.call(
+          { $case: 'put', value: { key: b('big'), column: b('c'), value: big } },
+          5_000,
+        );
+      } finally {
+        session.close();
+      }
+      const n = 40;
+      const gets: SessionRequest[] = Array.from({ length: n }, (_, i) => ({
+        id: BigInt(i + 1),
+        timeoutMs: 0,
+        forwarded: false,
+        op: { $case: 'get', value: { key: b('big'), column: b('c'), consistency: 0 } },
+      }));
+      const o = await rawSession(raw, [frameOf(gets)], { halfClose: { answered: n } });
+      expect(o.code).toBe(status.OK);
+      expect(new Set(o.ids).size).toBe(n);
+      expect(o.frames.length).toBeGreaterThan(1);
+      for (const f of o.frames) expect(f.length).toBeLessThanOrEqual(SESSION_FRAME_BYTES_SOFT_MAX);
+    });
+
+    it('clamps a session timeout of 2^31 ms (and more) instead of overflowing a timer', async () => {
+      for (const timeoutMs of [2 ** 31, 2 ** 32 - 1]) {
+        const o = await rawSession(raw, [frameOf([putReq(1, 'hold', timeoutMs)])], {
+          halfClose: { answered: 1 },
+        });
+        expect(o.code).toBe(status.OK);
+        const res = SessionResponseBatch.decode(o.frames[0]!).responses[0];
+        expect(res?.result?.$case).toBe('put');
+        expect(backend.lastTimeLeftMs).toBeLessThanOrEqual(REQUEST_TIMEOUT_MS_MAX);
+        expect(backend.lastTimeLeftMs).toBeGreaterThan(REQUEST_TIMEOUT_MS_MAX - 60_000);
+      }
+    });
+
+    it('clamps a unary call with a 20-day deadline to REQUEST_TIMEOUT_MS_MAX', async () => {
+      const res = await new Promise<PutResponse>((resolve, reject) =>
+        client.put(
+          { key: b('hold'), column: b('c'), value: b('v') },
+          new Metadata(),
+          { deadline: Date.now() + 20 * 24 * 3600 * 1000 },
+          (err, r) => (err ? reject(err) : resolve(r)),
+        ),
+      );
+      expect(res.version).toBeGreaterThan(0n);
+      expect(backend.lastTimeLeftMs).toBeLessThanOrEqual(REQUEST_TIMEOUT_MS_MAX);
+    });
+
+    it('writes nothing for a unary call whose 30-day deadline grpc-js reads as past', async () => {
+      // grpc-js's server reads grpc-timeout through `| 0`: 30 days (> 2^31 ms) is negative.
+      const before = backend.seq;
+      const err = await new Promise<ServiceError | null>((resolve) =>
+        client.put(
+          { key: b('thirty-days'), column: b('c'), value: b('v') },
+          new Metadata(),
+          { deadline: Date.now() + 30 * 24 * 3600 * 1000 },
+          (e) => resolve(e),
+        ),
+      );
+      expect(err?.code).toBe(status.DEADLINE_EXCEEDED);
+      expect(backend.seq).toBe(before);
+    });
+
+    it('keeps a client timer of 2^31 ms from firing at once (session channel)', async () => {
+      const session = new SessionChannel(address);
+      try {
+        const r = await session.call(
+          { $case: 'put', value: { key: b('hold'), column: b('c'), value: b('v') } },
+          2 ** 31,
+        );
+        expect(r.$case).toBe('put');
+        expect(backend.lastTimeLeftMs).toBeLessThanOrEqual(REQUEST_TIMEOUT_MS_MAX);
+      } finally {
+        session.close();
+      }
+    });
+
+    it('splits a session channel frame of large puts under the message limit', async () => {
+      const session = new SessionChannel(address);
+      try {
+        const big = Buffer.alloc(VALUE_SIZE_BYTES_MAX, 0x62);
+        // 30 MiB in one turn of the event loop: one frame would pass the 20 MiB gRPC limit.
+        const results = await Promise.all(
+          Array.from({ length: 30 }, (_, i) =>
+            session.call(
+              { $case: 'put', value: { key: b(`bp${i}`), column: b('c'), value: big } },
+              10_000,
+            ),
+          ),
+        );
+        expect(results.every((r) => r.$case === 'put')).toBe(true);
+      } finally {
+        session.close();
+      }
+    });
   });
 });

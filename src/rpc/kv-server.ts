@@ -7,19 +7,35 @@
 // Security (issue #8, tls.ts): TLS on the port when configured; the bearer-token check is a
 // server interceptor installed only when a token is configured, so it runs before any handler of
 // every service but health; the peer service checks certificates and membership itself.
+//
+// Hostile input (issue #8): request deserializers never throw; bytes that are not the method's
+// message reach the handler as a RefusedRequest, answered INVALID_ARGUMENT (a Session frame:
+// the stream ends with that status, and nothing is written after it). A Session frame carrying
+// more than SESSION_FRAME_REQUESTS_MAX requests is refused (RESOURCE_EXHAUSTED) before it is
+// decoded. Deadlines are clamped to REQUEST_TIMEOUT_MS_MAX. Answer frames are split so that
+// none exceeds SESSION_FRAME_BYTES_SOFT_MAX unless one answer alone does, and an answer over
+// the gRPC message limit becomes that request's RESOURCE_EXHAUSTED instead of failing the stream.
 
 import { performance } from 'node:perf_hooks';
 import {
+  type MethodDefinition,
   Server,
   type ServerDuplexStream,
   type ServerUnaryCall,
   type ServerWritableStream,
+  type ServiceDefinition,
   type sendUnaryData,
   status,
 } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
-import { SkvError } from '../core/errors.js';
-import { GRPC_MESSAGE_BYTES_MAX, SCAN_ROWS_DEFAULT } from '../core/limits.js';
+import { InvalidArgumentError, SkvError } from '../core/errors.js';
+import {
+  GRPC_MESSAGE_BYTES_MAX,
+  REQUEST_TIMEOUT_MS_MAX,
+  SCAN_ROWS_DEFAULT,
+  SESSION_FRAME_BYTES_SOFT_MAX,
+  SESSION_FRAME_REQUESTS_MAX,
+} from '../core/limits.js';
 import type { ApplyResult, RowMutation } from '../core/mutation.js';
 import { type CallContext, type KvBackend, NotLeaderError } from './backend.js';
 import {
@@ -44,7 +60,7 @@ import {
   type ScanRequest,
   type ScanResponse,
   type SessionRequest,
-  type SessionRequestBatch,
+  SessionRequestBatch,
   type SessionResponse,
   type SessionResponseBatch,
   type WriteRowRequest,
@@ -61,6 +77,7 @@ import { type ServerSecurity, serverCredentials, tokenInterceptor } from './tls.
 import {
   deleteToMutation,
   putToMutation,
+  sessionFrameRequestCount,
   validateBatchSize,
   validateGet,
   validateReadRow,
@@ -103,13 +120,136 @@ function leaderOf(err: unknown): string | undefined {
   return err instanceof NotLeaderError ? (err.leaderAddress ?? undefined) : undefined;
 }
 
-function contextFromDeadline(deadline: Date | number | undefined): CallContext {
+/**
+ * The time a request may take here: what the client asked for (0 or less: already past), at most
+ * REQUEST_TIMEOUT_MS_MAX (issue #8: a 2^31 ms deadline overflowed a timer and fired at once, so a
+ * stored write was answered "outcome unknown"); not a number: the default.
+ */
+export function requestTimeoutMs(askedMs: number): number {
+  if (Number.isNaN(askedMs)) return DEFAULT_REQUEST_TIMEOUT_MS;
+  return Math.min(REQUEST_TIMEOUT_MS_MAX, Math.max(0, askedMs));
+}
+
+/**
+ * A call's context from its gRPC deadline, or an error when that deadline has passed before the
+ * handler runs: nothing is started then. Besides late calls this catches a grpc-js server limit:
+ * it reads a `grpc-timeout` of 2^31 ms or more (24.8 days) through a 32-bit `| 0`, so the call's
+ * deadline lies in the past and grpc-js's own timer ends the call DEADLINE_EXCEEDED within a
+ * millisecond (issue #8: a unary Put with a 30-day deadline was stored yet answered so).
+ */
+function contextFromDeadline(deadline: Date | number | undefined): CallContext | SkvError {
   const now = performance.now();
   if (deadline === undefined || deadline === Number.POSITIVE_INFINITY) {
     return { deadlineMs: now + DEFAULT_REQUEST_TIMEOUT_MS };
   }
   const at = deadline instanceof Date ? deadline.getTime() : deadline;
-  return { deadlineMs: now + Math.max(0, at - Date.now()) };
+  const leftMs = at - Date.now();
+  if (!(leftMs > 0)) {
+    return new SkvError(
+      'deadline-exceeded',
+      "the call's deadline passed before it started (grpc-js servers cannot time a deadline of " +
+        '2^31 ms or more: it reads as past); nothing was done',
+    );
+  }
+  return { deadlineMs: now + requestTimeoutMs(leftMs) };
+}
+
+/**
+ * What a request deserializer hands the handler instead of throwing: grpc-js answers a throwing
+ * deserializer with INTERNAL "Error deserializing request" before any handler runs, and on a
+ * Session stream it sent that status while the handler went on writing answers (issue #8).
+ */
+export class RefusedRequest {
+  constructor(readonly error: SkvError) {}
+}
+
+function decodeError(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** A Session frame: counted before it is decoded, refused when it carries too many requests. */
+function decodeSessionFrame(bytes: Buffer): SessionRequestBatch | RefusedRequest {
+  try {
+    const count = sessionFrameRequestCount(bytes);
+    if (count > SESSION_FRAME_REQUESTS_MAX) {
+      return new RefusedRequest(
+        new SkvError(
+          'overloaded',
+          `a session frame carries ${count} requests; the limit is ${SESSION_FRAME_REQUESTS_MAX}`,
+        ),
+      );
+    }
+    return SessionRequestBatch.decode(bytes);
+  } catch (err) {
+    return new RefusedRequest(
+      new InvalidArgumentError(
+        `a session frame of ${bytes.length} bytes is not a valid SessionRequestBatch: ${decodeError(err)}`,
+      ),
+    );
+  }
+}
+
+/** The KV service with request deserializers that never throw. */
+function tolerantKvService(): ServiceDefinition {
+  const service: Record<string, MethodDefinition<unknown, unknown>> = {};
+  for (const [name, def] of Object.entries(KVService)) {
+    const decode = def.requestDeserialize as (bytes: Buffer) => unknown;
+    const method = def.path.slice(def.path.lastIndexOf('/') + 1);
+    service[name] = {
+      ...(def as MethodDefinition<unknown, unknown>),
+      requestDeserialize:
+        name === 'session'
+          ? decodeSessionFrame
+          : (bytes: Buffer) => {
+              try {
+                return decode(bytes);
+              } catch (err) {
+                return new RefusedRequest(
+                  new InvalidArgumentError(
+                    `a ${method} request of ${bytes.length} bytes is not valid protobuf: ${decodeError(err)}`,
+                  ),
+                );
+              }
+            },
+    };
+  }
+  return service as ServiceDefinition;
+}
+
+/** Encoded bytes of one answer at most (field tags, lengths and varints at their widest). */
+const RESPONSE_OVERHEAD_BYTES = 64;
+const CELL_OVERHEAD_BYTES = 32;
+const VARINT_BYTES_MAX = 11;
+/** One answer larger than this cannot go out in a frame (the gRPC message limit, with room). */
+const SESSION_ANSWER_BYTES_MAX = GRPC_MESSAGE_BYTES_MAX - 64 * 1024;
+
+/** An upper bound of a session answer's encoded size inside a SessionResponseBatch. */
+export function sessionResponseBytesMax(res: SessionResponse): number {
+  const r = res.result;
+  if (r === undefined) return RESPONSE_OVERHEAD_BYTES;
+  switch (r.$case) {
+    case 'get':
+      return RESPONSE_OVERHEAD_BYTES + r.value.value.length;
+    case 'put':
+    case 'delete':
+      return RESPONSE_OVERHEAD_BYTES;
+    case 'readRow': {
+      let n = RESPONSE_OVERHEAD_BYTES;
+      for (const c of r.value.cells) n += CELL_OVERHEAD_BYTES + c.column.length + c.value.length;
+      return n;
+    }
+    case 'writeRow':
+      return (
+        RESPONSE_OVERHEAD_BYTES +
+        VARINT_BYTES_MAX * (r.value.versions.length + r.value.previousVersions.length)
+      );
+    case 'error':
+      // UTF-8: at most 3 bytes per UTF-16 unit.
+      return (
+        RESPONSE_OVERHEAD_BYTES +
+        3 * (r.value.message.length + r.value.reason.length + r.value.leaderHint.length)
+      );
+  }
 }
 
 function itemStatus(err: unknown): ItemStatus {
@@ -129,19 +269,31 @@ function toCell(c: { column: Uint8Array; value: Uint8Array; version: number }) {
 
 const OK_STATUS: ItemStatus = { code: status.OK, reason: '', message: '' };
 
+/** A request as a handler receives it: the message, or why its bytes were refused. */
+type Decoded<Req> = Req | RefusedRequest;
+
 /** The KV service implementation over a backend. */
 export class KvEdge {
   constructor(private readonly backend: KvBackend) {}
 
   private unary<Req, Res>(
-    call: ServerUnaryCall<Req, Res>,
+    call: ServerUnaryCall<Req | RefusedRequest, Res>,
     callback: sendUnaryData<Res>,
     run: (req: Req, ctx: CallContext) => Promise<Res>,
   ): void {
+    const request = call.request;
+    if (request instanceof RefusedRequest) {
+      callback(toGrpcError(request.error));
+      return;
+    }
     const ctx = contextFromDeadline(call.getDeadline());
+    if (ctx instanceof SkvError) {
+      callback(toGrpcError(ctx));
+      return;
+    }
     let result: Promise<Res>;
     try {
-      result = run(call.request, ctx);
+      result = run(request, ctx);
     } catch (err) {
       callback(toGrpcError(err, leaderOf(err)));
       return;
@@ -152,24 +304,24 @@ export class KvEdge {
     );
   }
 
-  get = (call: ServerUnaryCall<GetRequest, GetResponse>, cb: sendUnaryData<GetResponse>) =>
+  get = (call: ServerUnaryCall<Decoded<GetRequest>, GetResponse>, cb: sendUnaryData<GetResponse>) =>
     this.unary(call, cb, (req, ctx) => this.doGet(req, ctx));
 
-  put = (call: ServerUnaryCall<PutRequest, PutResponse>, cb: sendUnaryData<PutResponse>) =>
+  put = (call: ServerUnaryCall<Decoded<PutRequest>, PutResponse>, cb: sendUnaryData<PutResponse>) =>
     this.unary(call, cb, (req, ctx) => this.doWrite(putToMutation(req), ctx, putResponse));
 
   delete = (
-    call: ServerUnaryCall<DeleteRequest, DeleteResponse>,
+    call: ServerUnaryCall<Decoded<DeleteRequest>, DeleteResponse>,
     cb: sendUnaryData<DeleteResponse>,
   ) => this.unary(call, cb, (req, ctx) => this.doWrite(deleteToMutation(req), ctx, deleteResponse));
 
   readRow = (
-    call: ServerUnaryCall<ReadRowRequest, ReadRowResponse>,
+    call: ServerUnaryCall<Decoded<ReadRowRequest>, ReadRowResponse>,
     cb: sendUnaryData<ReadRowResponse>,
   ) => this.unary(call, cb, (req, ctx) => this.doReadRow(req, ctx));
 
   writeRow = (
-    call: ServerUnaryCall<WriteRowRequest, WriteRowResponse>,
+    call: ServerUnaryCall<Decoded<WriteRowRequest>, WriteRowResponse>,
     cb: sendUnaryData<WriteRowResponse>,
   ) =>
     this.unary(call, cb, (req, ctx) =>
@@ -177,7 +329,7 @@ export class KvEdge {
     );
 
   batchGet = (
-    call: ServerUnaryCall<BatchGetRequest, BatchGetResponse>,
+    call: ServerUnaryCall<Decoded<BatchGetRequest>, BatchGetResponse>,
     cb: sendUnaryData<BatchGetResponse>,
   ) =>
     this.unary(call, cb, async (req, ctx) => {
@@ -194,7 +346,7 @@ export class KvEdge {
     });
 
   batchPut = (
-    call: ServerUnaryCall<BatchPutRequest, BatchPutResponse>,
+    call: ServerUnaryCall<Decoded<BatchPutRequest>, BatchPutResponse>,
     cb: sendUnaryData<BatchPutResponse>,
   ) =>
     this.unary(call, cb, async (req, ctx) => {
@@ -210,10 +362,13 @@ export class KvEdge {
       };
     });
 
-  scan = (call: ServerWritableStream<ScanRequest, ScanResponse>) => {
+  scan = (call: ServerWritableStream<Decoded<ScanRequest>, ScanResponse>) => {
     const ctx = contextFromDeadline(call.getDeadline());
     const run = async () => {
-      const req = validateScan(call.request, SCAN_ROWS_DEFAULT);
+      const request = call.request;
+      if (request instanceof RefusedRequest) throw request.error;
+      if (ctx instanceof SkvError) throw ctx;
+      const req = validateScan(request, SCAN_ROWS_DEFAULT);
       for await (const rows of this.backend.scan(req, ctx)) {
         if (call.cancelled) return;
         const ok = call.write({
@@ -231,7 +386,7 @@ export class KvEdge {
   };
 
   rangeMap = (
-    call: ServerUnaryCall<RangeMapRequest, RangeMapResponse>,
+    call: ServerUnaryCall<Decoded<RangeMapRequest>, RangeMapResponse>,
     cb: sendUnaryData<RangeMapResponse>,
   ) =>
     this.unary(call, cb, async (_req: RangeMapRequest) => {
@@ -252,7 +407,7 @@ export class KvEdge {
 
   /** This node's own facts, for `skv status` (the backend's optional nodeStatus). */
   nodeStatus = (
-    call: ServerUnaryCall<NodeStatusRequest, NodeStatusResponse>,
+    call: ServerUnaryCall<Decoded<NodeStatusRequest>, NodeStatusResponse>,
     cb: sendUnaryData<NodeStatusResponse>,
   ) =>
     this.unary(call, cb, async (_req: NodeStatusRequest) => {
@@ -280,29 +435,105 @@ export class KvEdge {
       };
     });
 
-  /** The throughput path: batches in, batches out, answers in any order. */
-  session = (stream: ServerDuplexStream<SessionRequestBatch, SessionResponseBatch>) => {
+  /**
+   * The throughput path: batches in, batches out, answers in any order. Back-pressure: reading
+   * stops while SESSION_INFLIGHT_MAX requests are in flight (a frame adds at most
+   * SESSION_FRAME_REQUESTS_MAX) or while grpc-js buffers answers it has not sent. The stream ends
+   * with OK once the client has half-closed and every request is answered; a refused frame ends
+   * it at once with the refusal's status, after the answers already made. Once the status is on
+   * its way nothing more is written (requests still in flight then are the client's unknowns).
+   */
+  session = (stream: ServerDuplexStream<Decoded<SessionRequestBatch>, SessionResponseBatch>) => {
     let inflight = 0;
     let pending: SessionResponse[] = [];
     let flushScheduled = false;
-    let ended = false;
+    /** The status is sent or on its way: write nothing more. */
+    let closed = false;
+    let halfClosed = false;
+    let writeBlocked = false;
+    const maybeResume = () => {
+      if (!closed && !writeBlocked && inflight < SESSION_INFLIGHT_MAX && stream.isPaused()) {
+        stream.resume();
+      }
+    };
+    const write = (responses: SessionResponse[]) => {
+      if (stream.write({ responses }) || writeBlocked) return;
+      writeBlocked = true;
+      stream.pause();
+      stream.once('drain', () => {
+        writeBlocked = false;
+        maybeResume();
+      });
+    };
+    /** Writes every pending answer, in frames of at most SESSION_FRAME_BYTES_SOFT_MAX. */
+    const writePending = () => {
+      let frame: SessionResponse[] = [];
+      let frameBytes = 0;
+      for (const res of pending) {
+        const bytes = sessionResponseBytesMax(res);
+        if (frame.length > 0 && frameBytes + bytes > SESSION_FRAME_BYTES_SOFT_MAX) {
+          write(frame);
+          frame = [];
+          frameBytes = 0;
+        }
+        frame.push(res);
+        frameBytes += bytes;
+      }
+      if (frame.length > 0) write(frame);
+      pending = [];
+    };
+    const finishIfDone = () => {
+      if (closed || !halfClosed || inflight > 0) return;
+      writePending();
+      closed = true;
+      stream.end();
+    };
     const flush = () => {
       flushScheduled = false;
-      if (pending.length === 0 || ended) return;
-      const responses = pending;
-      pending = [];
-      stream.write({ responses });
+      if (closed) return;
+      writePending();
+      finishIfDone();
     };
     const respond = (res: SessionResponse) => {
       inflight--;
-      if (inflight < SESSION_INFLIGHT_MAX && stream.isPaused()) stream.resume();
-      pending.push(res);
+      if (closed) return;
+      const bytes = sessionResponseBytesMax(res);
+      pending.push(
+        bytes <= SESSION_ANSWER_BYTES_MAX
+          ? res
+          : {
+              id: res.id,
+              result: {
+                $case: 'error',
+                value: sessionError(
+                  new SkvError(
+                    'overloaded',
+                    `the answer of about ${bytes} bytes is over the message limit of ${GRPC_MESSAGE_BYTES_MAX}`,
+                  ),
+                ),
+              },
+            },
+      );
+      maybeResume();
       if (!flushScheduled) {
         flushScheduled = true;
         setImmediate(flush);
       }
     };
-    stream.on('data', (batch: SessionRequestBatch) => {
+    /** Ends the stream with the refusal's status; the answers already made go out first. */
+    const refuse = (err: SkvError) => {
+      if (closed) return;
+      writePending();
+      closed = true;
+      // emit('error') sets the status that end() sends after the queued writes (grpc-js).
+      stream.emit('error', serviceError(err));
+    };
+    stream.on('data', (batch: Decoded<SessionRequestBatch>) => {
+      if (closed) return;
+      if (batch instanceof RefusedRequest) {
+        refuse(batch.error);
+        return;
+      }
       for (const req of batch.requests) {
         inflight++;
         this.sessionRequest(req).then(respond, (err: unknown) =>
@@ -311,22 +542,21 @@ export class KvEdge {
       }
       if (inflight >= SESSION_INFLIGHT_MAX) stream.pause();
     });
-    const finish = () => {
-      if (ended) return;
-      ended = true;
-      stream.end();
-    };
-    stream.on('end', finish);
+    stream.on('end', () => {
+      halfClosed = true;
+      if (!flushScheduled) finishIfDone();
+    });
     stream.on('error', () => {
-      ended = true;
+      closed = true;
     });
     stream.on('cancelled', () => {
-      ended = true;
+      closed = true;
     });
   };
 
   private async sessionRequest(req: SessionRequest): Promise<SessionResponse> {
-    const timeoutMs = req.timeoutMs > 0 ? req.timeoutMs : DEFAULT_REQUEST_TIMEOUT_MS;
+    const timeoutMs =
+      req.timeoutMs > 0 ? requestTimeoutMs(req.timeoutMs) : DEFAULT_REQUEST_TIMEOUT_MS;
     const ctx: CallContext = {
       deadlineMs: performance.now() + timeoutMs,
       forwarded: req.forwarded,
@@ -434,7 +664,7 @@ export class KvGrpcServer {
       'grpc.http2.min_ping_interval_without_data_ms': 5_000,
     });
     const edge = new KvEdge(backend);
-    server.addService(KVService, {
+    server.addService(tolerantKvService(), {
       get: edge.get,
       put: edge.put,
       delete: edge.delete,

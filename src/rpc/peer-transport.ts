@@ -8,6 +8,12 @@
 // when TLS is on, that the client certificate does not name; with TLS on, a stream without a
 // verified client certificate is refused at once (UNAUTHENTICATED). Nothing of a refused batch
 // reaches the cohorts. Each distinct refusal is reported once (bounded), not once per retry.
+//
+// Every refused stream ends with a status at once (issue #8: a dropped stream used to stay open
+// until its sender's deadline, and PeerLink streams have none): bytes that are not a PeerBatch
+// and batches the handler cannot read get INVALID_ARGUMENT, refused senders PERMISSION_DENIED;
+// later data on the stream is ignored. The sending side reconnects with a doubling backoff
+// (PEER_RECONNECT_BACKOFF_MS_MIN..MAX) and reports a broken link once per outage, not per retry.
 
 import {
   type ClientWritableStream,
@@ -19,10 +25,10 @@ import type { NodeId } from '../core/ids.js';
 import { GRPC_MESSAGE_BYTES_MAX } from '../core/limits.js';
 import {
   type ExchangeSummary,
-  type PeerBatch,
+  PeerService as GeneratedPeerService,
+  PeerBatch,
   PeerClient,
   type PeerMessage,
-  PeerService,
 } from './generated/skv/peer/v1/peer.js';
 import {
   type ChannelSecurity,
@@ -35,7 +41,11 @@ import {
 export const PEER_QUEUE_MESSAGES_MAX = 65_536;
 /** Messages per batch at most. */
 export const PEER_BATCH_MESSAGES_MAX = 1024;
-const RECONNECT_BACKOFF_MS = 100;
+/** The wait before reopening a broken stream: doubles per consecutive failure, up to the max. */
+export const PEER_RECONNECT_BACKOFF_MS_MIN = 100;
+export const PEER_RECONNECT_BACKOFF_MS_MAX = 2_000;
+/** A stream that lived this long before breaking was healthy: the next break starts an outage. */
+export const PEER_STREAM_HEALTHY_MS = 5_000;
 /** Distinct refusals reported at most (then one last report says the rest are not). */
 export const PEER_REFUSALS_REPORTED_MAX = 1024;
 
@@ -46,6 +56,19 @@ export interface PeerSendStats {
   reconnects: number;
 }
 
+/** A link's stream broke (once per outage: the first failure after a healthy stream). */
+export interface PeerLinkBroken {
+  readonly address: string;
+  /** The gRPC status code the stream ended with. */
+  readonly code: number;
+  readonly details: string;
+}
+
+export interface PeerLinkOptions {
+  /** Told once per outage; further failures of the same outage only count in stats. */
+  readonly onBroken?: (event: PeerLinkBroken) => void;
+}
+
 export class PeerLink {
   private readonly client: PeerClient;
   private stream: ClientWritableStream<PeerBatch> | null = null;
@@ -53,6 +76,8 @@ export class PeerLink {
   private flushScheduled = false;
   private retryAt = 0;
   private closed = false;
+  /** Consecutive streams that broke before PEER_STREAM_HEALTHY_MS. */
+  private failures = 0;
   private readonly metadata: Metadata | null;
   readonly stats: PeerSendStats = { batches: 0, messages: 0, dropped: 0, reconnects: 0 };
 
@@ -61,6 +86,7 @@ export class PeerLink {
     private readonly self: NodeId,
     private readonly cluster: string,
     security: ChannelSecurity = {},
+    private readonly options: PeerLinkOptions = {},
   ) {
     this.metadata = tokenMetadata(security);
     this.client = new PeerClient(address, channelCredentials(security), {
@@ -117,26 +143,71 @@ export class PeerLink {
   private open(): ClientWritableStream<PeerBatch> | null {
     if (this.stream !== null) return this.stream;
     if (Date.now() < this.retryAt) return null;
+    const openedAt = Date.now();
     const stream = this.client.exchange(
       this.metadata?.clone() ?? new Metadata(),
-      (_err: unknown, _res?: ExchangeSummary) => {
-        if (this.stream === stream) {
-          this.stream = null;
-          this.retryAt = Date.now() + RECONNECT_BACKOFF_MS;
-          this.stats.reconnects++;
-        }
-      },
+      (err: { code?: number; details?: string } | null, _res?: ExchangeSummary) =>
+        this.broken(stream, openedAt, err),
     );
-    stream.on('error', () => {
-      if (this.stream === stream) {
-        this.stream = null;
-        this.retryAt = Date.now() + RECONNECT_BACKOFF_MS;
-      }
-    });
+    stream.on('error', (err: { code?: number; details?: string }) =>
+      this.broken(stream, openedAt, err),
+    );
     this.stream = stream;
     return stream;
   }
+
+  /** A stream ended (the callback and 'error' may both report it: the first one counts). */
+  private broken(
+    stream: ClientWritableStream<PeerBatch>,
+    openedAt: number,
+    err: { code?: number; details?: string } | null,
+  ): void {
+    if (this.stream !== stream) return;
+    this.stream = null;
+    this.stats.reconnects++;
+    const now = Date.now();
+    if (now - openedAt >= PEER_STREAM_HEALTHY_MS) this.failures = 0;
+    this.failures++;
+    this.retryAt = now + reconnectBackoffMs(this.failures);
+    if (this.failures === 1 && !this.closed) {
+      this.options.onBroken?.({
+        address: this.address,
+        code: err?.code ?? status.OK,
+        details: err?.details ?? 'the peer ended the stream',
+      });
+    }
+  }
 }
+
+/** Backoff after the n-th consecutive failure (n >= 1), with ±20% jitter so links desynchronise. */
+export function reconnectBackoffMs(failures: number, random: () => number = Math.random): number {
+  const base = Math.min(
+    PEER_RECONNECT_BACKOFF_MS_MAX,
+    PEER_RECONNECT_BACKOFF_MS_MIN * 2 ** Math.min(failures - 1, 16),
+  );
+  return Math.round(base * (0.8 + 0.4 * random()));
+}
+
+/** What the deserializer hands the handler for bytes that are not a PeerBatch (never throws). */
+export class MalformedPeerBatch {
+  constructor(readonly reason: string) {}
+}
+
+/** The Peer service with a request deserializer that never throws (grpc-js: INTERNAL). */
+export const PeerService = {
+  exchange: {
+    ...GeneratedPeerService.exchange,
+    requestDeserialize: (bytes: Buffer): PeerBatch | MalformedPeerBatch => {
+      try {
+        return PeerBatch.decode(bytes);
+      } catch (err) {
+        return new MalformedPeerBatch(
+          `a frame of ${bytes.length} bytes is not a PeerBatch: ${err instanceof Error ? err.message : String(err)}`,
+        );
+      }
+    },
+  },
+} as const;
 
 /** The receiving node's decision on one batch. */
 export type PeerVerdict = { readonly ok: true } | { readonly ok: false; readonly reason: string };
@@ -164,7 +235,7 @@ export function peerServiceImplementation(
   onBatch: PeerBatchHandler,
   options: PeerServiceOptions = { requireCertificate: false },
 ): {
-  exchange: handleClientStreamingCall<PeerBatch, ExchangeSummary>;
+  exchange: handleClientStreamingCall<PeerBatch | MalformedPeerBatch, ExchangeSummary>;
 } {
   const reported = new Set<string>();
   const report = (refusal: PeerRefusal) => {
@@ -199,8 +270,12 @@ export function peerServiceImplementation(
         }
         names = certificateNames(cert);
       }
-      call.on('data', (batch: PeerBatch) => {
+      call.on('data', (batch: PeerBatch | MalformedPeerBatch) => {
         if (done) return;
+        if (batch instanceof MalformedPeerBatch) {
+          refuse(status.INVALID_ARGUMENT, '', batch.reason);
+          return;
+        }
         batches++;
         if (options.requireCertificate && !names.includes(batch.from)) {
           refuse(
@@ -213,10 +288,14 @@ export function peerServiceImplementation(
         let verdict: PeerVerdict;
         try {
           verdict = onBatch(batch);
-        } catch {
-          // Malformed input never crashes the node: drop the stream.
-          done = true;
-          call.destroy(new Error('bad peer batch'));
+        } catch (err) {
+          // Malformed input never crashes the node: end the stream with a status (destroy()
+          // would only drop the read side and leave the sender waiting).
+          refuse(
+            status.INVALID_ARGUMENT,
+            batch.from,
+            `unreadable batch: ${err instanceof Error ? err.message : String(err)}`,
+          );
           return;
         }
         if (!verdict.ok) refuse(status.PERMISSION_DENIED, batch.from, verdict.reason);
@@ -229,5 +308,3 @@ export function peerServiceImplementation(
     },
   };
 }
-
-export { PeerService };

@@ -6,11 +6,21 @@
 // `deadline-exceeded` (for a write: outcome unknown); when the stream breaks, every request in
 // flight on it is rejected with `deadline-exceeded` too (it may or may not have been applied) and
 // the next request opens a fresh stream. Nothing here retries: retries are the router's decision.
+//
+// Bounds (issue #8): a request's timer is at most TIMER_DELAY_MS_MAX (a longer setTimeout fires
+// at once) and the timeout it carries at most REQUEST_TIMEOUT_MS_MAX (the server's own cap, and
+// inside the uint32 field); a frame holds at most SESSION_BATCH_REQUESTS_MAX requests and, unless
+// one request alone is larger, SESSION_FRAME_BYTES_SOFT_MAX bytes.
 
 import { performance } from 'node:perf_hooks';
 import { type ClientDuplexStream, type Metadata, status } from '@grpc/grpc-js';
 import { SkvError, type SkvErrorCode } from '../core/errors.js';
-import { GRPC_MESSAGE_BYTES_MAX } from '../core/limits.js';
+import {
+  GRPC_MESSAGE_BYTES_MAX,
+  REQUEST_TIMEOUT_MS_MAX,
+  SESSION_FRAME_BYTES_SOFT_MAX,
+  TIMER_DELAY_MS_MAX,
+} from '../core/limits.js';
 import {
   KVClient,
   type SessionError,
@@ -26,6 +36,44 @@ import { type ChannelSecurity, channelCredentials, connectHint, tokenMetadata } 
 export const SESSION_CLIENT_INFLIGHT_MAX = 4096;
 /** Requests per batch message at most. */
 export const SESSION_BATCH_REQUESTS_MAX = 512;
+
+const REQUEST_OVERHEAD_BYTES = 64;
+const FIELD_OVERHEAD_BYTES = 16;
+
+/** An upper bound of a request's encoded size inside a SessionRequestBatch. */
+export function sessionRequestBytesMax(req: SessionRequest): number {
+  const op = req.op;
+  if (op === undefined) return REQUEST_OVERHEAD_BYTES;
+  switch (op.$case) {
+    case 'get':
+    case 'delete':
+      return REQUEST_OVERHEAD_BYTES + op.value.key.length + op.value.column.length;
+    case 'put':
+      return (
+        REQUEST_OVERHEAD_BYTES +
+        op.value.key.length +
+        op.value.column.length +
+        op.value.value.length
+      );
+    case 'readRow': {
+      let n = REQUEST_OVERHEAD_BYTES + op.value.key.length;
+      for (const c of op.value.columns) n += FIELD_OVERHEAD_BYTES + c.length;
+      return n;
+    }
+    case 'writeRow': {
+      let n = REQUEST_OVERHEAD_BYTES + op.value.key.length;
+      for (const w of op.value.writes) {
+        n += 2 * FIELD_OVERHEAD_BYTES + w.column.length + (w.value?.length ?? 0);
+      }
+      return n;
+    }
+  }
+}
+
+/** setTimeout's delay for a deadline: at least 1 ms, at most TIMER_DELAY_MS_MAX. */
+function timerDelayMs(deadlineMs: number): number {
+  return Math.min(TIMER_DELAY_MS_MAX, Math.max(1, deadlineMs - performance.now()));
+}
 
 type Op = NonNullable<SessionRequest['op']>;
 type Result = NonNullable<SessionResponse['result']>;
@@ -114,16 +162,15 @@ export class SessionChannel {
     const stream = this.ensureStream();
     const id = this.nextId++;
     return await new Promise<Result>((resolve, reject) => {
-      const timer = setTimeout(
-        () => {
-          if (this.settle(id)) {
-            reject(new SkvError('deadline-exceeded', `deadline of ${timeoutMs} ms exceeded`));
-          }
-        },
-        Math.max(1, deadline - performance.now()),
-      );
+      const timer = setTimeout(() => {
+        if (this.settle(id)) {
+          reject(new SkvError('deadline-exceeded', `deadline of ${timeoutMs} ms exceeded`));
+        }
+      }, timerDelayMs(deadline));
       this.pending.set(id, { resolve, reject, timer, stream });
-      this.outbox.push({ id, timeoutMs: Math.ceil(timeoutMs), op, forwarded });
+      // The server clamps to the same maximum; a larger value would also wrap the uint32 field.
+      const wireTimeoutMs = Math.min(REQUEST_TIMEOUT_MS_MAX, Math.max(1, Math.ceil(timeoutMs)));
+      this.outbox.push({ id, timeoutMs: wireTimeoutMs, op, forwarded });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => this.flush());
@@ -214,9 +261,22 @@ export class SessionChannel {
     this.flushScheduled = false;
     const stream = this.stream;
     if (stream === null) return;
-    while (this.outbox.length > 0) {
-      const requests = this.outbox.splice(0, SESSION_BATCH_REQUESTS_MAX);
-      stream.write({ requests });
+    let requests: SessionRequest[] = [];
+    let bytes = 0;
+    for (const req of this.outbox) {
+      const n = sessionRequestBytesMax(req);
+      if (
+        requests.length > 0 &&
+        (requests.length >= SESSION_BATCH_REQUESTS_MAX || bytes + n > SESSION_FRAME_BYTES_SOFT_MAX)
+      ) {
+        stream.write({ requests });
+        requests = [];
+        bytes = 0;
+      }
+      requests.push(req);
+      bytes += n;
     }
+    if (requests.length > 0) stream.write({ requests });
+    this.outbox = [];
   }
 }

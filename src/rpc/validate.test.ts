@@ -2,10 +2,12 @@ import { Metadata, status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, SkvError } from '../core/errors.js';
 import { KEY_SIZE_BYTES_MAX, VALUE_SIZE_BYTES_MAX } from '../core/limits.js';
+import { SessionRequestBatch } from './generated/skv/v1/kv.js';
 import { reasonOf, toGrpcError } from './status.js';
 import {
   deleteToMutation,
   putToMutation,
+  sessionFrameRequestCount,
   validateGet,
   validateScan,
   writeRowToMutation,
@@ -86,5 +88,34 @@ describe('error mapping', () => {
     expect(n.metadata.get('skv-leader')).toEqual(['127.0.0.1:7001']);
     expect(toGrpcError(new Error('boom')).code).toBe(status.INTERNAL);
     expect(reasonOf(new Metadata())).toBeNull();
+  });
+});
+
+describe('sessionFrameRequestCount', () => {
+  it('counts the requests of a frame without decoding them', () => {
+    const frame = SessionRequestBatch.encode({
+      requests: Array.from({ length: 3 }, (_, i) => ({
+        id: BigInt(i + 1),
+        timeoutMs: 5,
+        forwarded: false,
+        op: {
+          $case: 'put',
+          value: { key: Buffer.from('k'), column: Buffer.alloc(0), value: Buffer.from('v') },
+        },
+      })),
+    }).finish();
+    expect(sessionFrameRequestCount(frame)).toBe(3);
+    expect(sessionFrameRequestCount(new Uint8Array(0))).toBe(0);
+  });
+
+  it('counts a million empty requests in one pass', () => {
+    const flood = Buffer.alloc(2_000_000);
+    for (let i = 0; i < flood.length; i += 2) flood[i] = 0x0a;
+    expect(sessionFrameRequestCount(flood)).toBe(1_000_000);
+  });
+
+  it('throws on bytes that are not a protobuf message (truncated, unknown wire type)', () => {
+    expect(() => sessionFrameRequestCount(Buffer.from([0x0a, 0x05, 0x01]))).toThrow();
+    expect(() => sessionFrameRequestCount(Buffer.from([0x0f, 0xff]))).toThrow();
   });
 });

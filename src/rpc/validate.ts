@@ -1,6 +1,7 @@
 // Input validation for the public API (DESIGN.md §2): bad input gets INVALID_ARGUMENT and changes
 // nothing. Every request is checked in full before anything is proposed.
 
+import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import { InvalidArgumentError } from '../core/errors.js';
 import {
   BATCH_ITEMS_MAX,
@@ -181,4 +182,21 @@ export function validateBatchSize(n: number): void {
   if (n > BATCH_ITEMS_MAX) {
     throw new InvalidArgumentError(`a batch of ${n} items is over the limit of ${BATCH_ITEMS_MAX}`);
   }
+}
+
+/**
+ * The number of requests (field 1, length-delimited) in an encoded SessionRequestBatch, read
+ * without decoding them: a walk over the top-level fields, no allocation per request, so a
+ * frame of a million empty requests is refused in milliseconds (issue #8). Throws on bytes that
+ * are not a protobuf message.
+ */
+export function sessionFrameRequestCount(frame: Uint8Array): number {
+  const reader = new BinaryReader(frame);
+  let count = 0;
+  while (reader.pos < reader.len) {
+    const [fieldNo, wireType] = reader.tag();
+    if (fieldNo === 1 && wireType === WireType.LengthDelimited) count++;
+    reader.skip(wireType, fieldNo);
+  }
+  return count;
 }
