@@ -177,8 +177,8 @@ export class RawGrpc {
 
 /**
  * grpc-js answers a request it cannot deserialize with INTERNAL and exactly this text (no stack,
- * nothing of ours ran). Known finding of the fuzz suite: the edge should answer INVALID_ARGUMENT
- * (a deserializer that never throws, see the fuzz report); until then it is counted, not failed.
+ * nothing of ours ran). The edge's deserializers no longer throw (issue #8: INVALID_ARGUMENT), so
+ * this fails the suites unless they run relaxed (FUZZ_STRICT=0), where it is only counted.
  */
 export const GRPC_JS_DESERIALIZE_DETAILS = 'Error deserializing request';
 

@@ -60,6 +60,10 @@ export type PublicCase =
       readonly expect: Expect;
       readonly sentinels: readonly SentinelCell[];
       readonly note: string;
+      /** The call's gRPC deadline (default: the suite's call timeout). */
+      readonly deadlineMs?: number;
+      /** The exact status the call must end with (overrides `expect`). */
+      readonly expectCode?: number;
     }
   | {
       readonly kind: 'scan';
@@ -78,6 +82,8 @@ export type PublicCase =
       readonly timeouts: ReadonlyMap<bigint, number>;
       readonly sentinels: readonly SentinelCell[];
       readonly note: string;
+      /** The exact status the stream must end with, and how soon (edge cases). */
+      readonly expectStream?: { readonly code: number; readonly msMax: number };
     };
 
 export const KV_PATH = (method: UnaryMethod | 'Scan' | 'Session'): string => `/skv.v1.KV/${method}`;
@@ -690,4 +696,113 @@ export function oversizedCases(): PublicCase[] {
       note: `Session frame ${session.length}B (past the gRPC maximum)`,
     },
   ];
+}
+
+/** Status codes the edge cases expect (grpc-js's enum, without importing grpc-js here). */
+const RESOURCE_EXHAUSTED = 8;
+const DEADLINE_EXCEEDED = 4;
+const OK = 0;
+const DAY_MS = 24 * 3600 * 1000;
+
+/**
+ * Fixed edge cases from the fuzz findings (issue #8): Session frames flooding the server with
+ * requests (refused at once, RESOURCE_EXHAUSTED, before any work) and huge deadlines (a Session
+ * timeout_ms of 2^31 ms and more, unary deadlines of 20 and 30 days) that once overflowed timers.
+ * `frameRequestsMax`: the server's per-frame limit (SESSION_FRAME_REQUESTS_MAX).
+ */
+export function edgeCases(frameRequestsMax: number): PublicCase[] {
+  const flood = Buffer.alloc(2_000_000);
+  // A million empty requests: tag 0x0a (field 1, length-delimited), length 0.
+  for (let i = 0; i < flood.length; i += 2) flood[i] = 0x0a;
+  const overLimit = encode(SessionRequestBatch, {
+    requests: Array.from({ length: frameRequestsMax + 1 }, (_, i) => ({
+      id: BigInt(i + 1),
+      timeoutMs: 0,
+      forwarded: false,
+      op: {
+        $case: 'put' as const,
+        value: PutRequest.fromPartial({
+          key: Buffer.concat([SENTINEL_PREFIX, Buffer.from(`flood-${i}`)]),
+          value: Buffer.from('v'),
+        }),
+      },
+    })),
+  });
+  const floodSentinels: SentinelCell[] = Array.from({ length: 8 }, (_, i) => ({
+    key: Buffer.concat([SENTINEL_PREFIX, Buffer.from(`flood-${i}`)]),
+    column: Buffer.alloc(0),
+  }));
+  const cases: PublicCase[] = [
+    {
+      kind: 'session',
+      frames: [flood],
+      ids: [[]],
+      expects: new Map(),
+      timeouts: new Map(),
+      sentinels: [],
+      note: 'Session frame of 1,000,000 empty requests (2 MB)',
+      expectStream: { code: RESOURCE_EXHAUSTED, msMax: 2_000 },
+    },
+    {
+      kind: 'session',
+      frames: [overLimit],
+      ids: [[]],
+      expects: new Map(),
+      timeouts: new Map(),
+      sentinels: floodSentinels,
+      note: `Session frame of ${frameRequestsMax + 1} puts (one over the limit)`,
+      expectStream: { code: RESOURCE_EXHAUSTED, msMax: 2_000 },
+    },
+  ];
+  for (const timeoutMs of [2 ** 31, 2 ** 32 - 1]) {
+    const key = Buffer.from(`fuzz-huge-timeout-${timeoutMs}`);
+    cases.push({
+      kind: 'session',
+      frames: [
+        encode(SessionRequestBatch, {
+          requests: [
+            {
+              id: 1n,
+              timeoutMs,
+              forwarded: false,
+              op: { $case: 'put', value: PutRequest.fromPartial({ key, value: Buffer.from('v') }) },
+            },
+          ],
+        }),
+      ],
+      ids: [[1n]],
+      expects: new Map([[1n, 'valid']]),
+      timeouts: new Map([[1n, timeoutMs]]),
+      sentinels: [],
+      note: `Session put with timeout_ms ${timeoutMs}`,
+      expectStream: { code: OK, msMax: 8_000 },
+    });
+  }
+  cases.push({
+    kind: 'unary',
+    method: 'Put',
+    body: encode(
+      PutRequest,
+      PutRequest.fromPartial({ key: Buffer.from('fuzz-20-day-deadline'), value: Buffer.from('v') }),
+    ),
+    expect: 'valid',
+    sentinels: [],
+    note: 'Put with a 20-day gRPC deadline (clamped)',
+    deadlineMs: 20 * DAY_MS,
+    expectCode: OK,
+  });
+  // grpc-js servers read a grpc-timeout of 2^31 ms or more as past (kv-server.ts): the call is
+  // answered DEADLINE_EXCEEDED at once, and nothing may be written.
+  const thirty = Buffer.concat([SENTINEL_PREFIX, Buffer.from('30-day-deadline')]);
+  cases.push({
+    kind: 'unary',
+    method: 'Put',
+    body: encode(PutRequest, PutRequest.fromPartial({ key: thirty, value: Buffer.from('v') })),
+    expect: 'unknown',
+    sentinels: [{ key: thirty, column: Buffer.alloc(0) }],
+    note: 'Put with a 30-day gRPC deadline (past 2^31 ms)',
+    deadlineMs: 30 * DAY_MS,
+    expectCode: DEADLINE_EXCEEDED,
+  });
+  return cases;
 }
