@@ -34,7 +34,7 @@ import {
 
 const SEED =
   process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : Date.now() % 2 ** 31;
-const CALLS_MAX = Number(process.env.FUZZ_PEER_CALLS ?? 1500);
+const CALLS_MAX = Number(process.env.FUZZ_PEER_CALLS ?? 4000);
 const RUN_MS_MAX = Number(process.env.FUZZ_PEER_MS ?? 20_000);
 const FORGED = process.env.FUZZ_PEER_FORGED === '1';
 const CONCURRENCY = 24;
