@@ -36,17 +36,21 @@ describe('peer port', () => {
   let raw: Client;
   let address: string;
   const seen: string[] = [];
+  const refusals: string[] = [];
 
   beforeAll(async () => {
     server = new Server();
     server.addService(
       PeerService,
-      peerServiceImplementation((b): PeerVerdict => {
-        seen.push(b.from);
-        if (b.from === 'boom') throw new Error('cannot read this batch');
-        if (b.from === 'stranger') return { ok: false, reason: 'stranger is not a member' };
-        return { ok: true };
-      }),
+      peerServiceImplementation(
+        (b): PeerVerdict => {
+          seen.push(b.from);
+          if (b.from === 'boom') throw new Error('cannot read this batch');
+          if (b.from === 'stranger') return { ok: false, reason: 'stranger is not a member' };
+          return { ok: true };
+        },
+        { requireCertificate: false, onRefused: (r) => refusals.push(r.reason) },
+      ),
     );
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) =>
@@ -87,6 +91,13 @@ describe('peer port', () => {
     expect(o.details).toContain('is not a PeerBatch');
     expect(o.ms).toBeLessThan(2_000);
     expect(seen).not.toContain('after-garbage');
+  });
+
+  it('reports garbage of every shape once, not once per stream', async () => {
+    for (const g of [UNDECODABLE, Buffer.from([0x0a, 0x09, 0x01]), Buffer.from([0xff, 0xff])]) {
+      expect((await exchange([g])).code).toBe(status.INVALID_ARGUMENT);
+    }
+    expect(refusals.filter((r) => r === 'a frame that is not a PeerBatch')).toHaveLength(1);
   });
 
   it('ends a stream whose batch the handler cannot read with INVALID_ARGUMENT (not dropped)', async () => {

@@ -255,11 +255,12 @@ export function peerServiceImplementation(
       let done = false;
       const remote = call.getPeer();
       let names: readonly string[] = [];
-      const refuse = (code: status, claimed: string, reason: string) => {
+      /** `detail`: said to the sender only; the report keeps the stable reason (one per kind). */
+      const refuse = (code: status, claimed: string, reason: string, detail = '') => {
         if (done) return;
         done = true;
         report({ claimed, certificateNames: names, remote, reason });
-        callback({ code, details: `peer refused: ${reason}` });
+        callback({ code, details: `peer refused: ${reason}${detail === '' ? '' : `: ${detail}`}` });
       };
       call.on('error', () => {});
       if (options.requireCertificate) {
@@ -273,7 +274,7 @@ export function peerServiceImplementation(
       call.on('data', (batch: PeerBatch | MalformedPeerBatch) => {
         if (done) return;
         if (batch instanceof MalformedPeerBatch) {
-          refuse(status.INVALID_ARGUMENT, '', batch.reason);
+          refuse(status.INVALID_ARGUMENT, '', 'a frame that is not a PeerBatch', batch.reason);
           return;
         }
         batches++;
@@ -294,7 +295,8 @@ export function peerServiceImplementation(
           refuse(
             status.INVALID_ARGUMENT,
             batch.from,
-            `unreadable batch: ${err instanceof Error ? err.message : String(err)}`,
+            'an unreadable batch',
+            err instanceof Error ? err.message : String(err),
           );
           return;
         }
