@@ -41,9 +41,13 @@ import {
 export const PEER_QUEUE_MESSAGES_MAX = 65_536;
 /** Messages per batch at most. */
 export const PEER_BATCH_MESSAGES_MAX = 1024;
-/** The wait before reopening a broken stream: doubles per consecutive failure, up to the max. */
+/**
+ * The wait before reopening a broken stream: doubles per consecutive failure, up to the max. The
+ * max stays short: a restarted peer must hear from its leader soon (it may be the one a commit
+ * needs next), and a retry of a dead peer costs one failed connect.
+ */
 export const PEER_RECONNECT_BACKOFF_MS_MIN = 100;
-export const PEER_RECONNECT_BACKOFF_MS_MAX = 2_000;
+export const PEER_RECONNECT_BACKOFF_MS_MAX = 500;
 /** A stream that lived this long before breaking was healthy: the next break starts an outage. */
 export const PEER_STREAM_HEALTHY_MS = 5_000;
 /** Distinct refusals reported at most (then one last report says the rest are not). */

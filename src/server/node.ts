@@ -722,6 +722,7 @@ export class SkvNode {
         this.id,
         this.config.cluster,
         nodeChannelSecurity(this.config.security ?? {}),
+        { onBroken: (e) => this.say('warn', 'peer link broken', { peer: to, ...e }) },
       );
       this.links.set(to, l);
     }
