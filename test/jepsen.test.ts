@@ -31,7 +31,7 @@ const SCHEDULES: { seed: number; failpoints: string }[] = [
 const SANITY_MS = 30_000;
 /**
  * The durability sanity run: only power cuts (most with a lost disk) under an insert-heavy load,
- * on emulated disks that flush in 0..60 ms (a different speed per node after each cut). The same
+ * on emulated disks (after each cut one node flushes in 0..6 ms, two in 30..60 ms). The same
  * seed and schedule without the unsafe switch passes (the report of this change has the figures;
  * `npm run test:chaos -- --minutes 0.67 --seed 5198 --schedule power-cuts
  * --power-loss-sync-ms 60` reproduces it).

@@ -4,7 +4,9 @@
 // acknowledged in every range, restarted replicas caught up) before the next. The first five
 // faults of a 'mixed' schedule are one each of kill, pause, partition, log damage and power cut
 // (in seeded order); then any category. A 'power-cuts' schedule (the durability sanity run) draws
-// only power cuts, three in four of them with a lost disk.
+// only power cuts, nine in ten of them with a lost disk; with emulated flush latencies, one node
+// comes back from each cut on a fast disk and two on slow ones, and the disk lost is the fast
+// node's when it leads a range.
 //
 // Every node runs with SKV_TEST_POWER_LOSS=1 (src/log/power-loss-fs.ts): its commit log keeps
 // unsynced writes in process memory, so EVERY SIGKILL below is a power cut of that node (it loses
@@ -166,6 +168,31 @@ export class Nemesis {
     return { id: this.rng.pick(this.cluster.nodes).id, what: 'random node (no leader known)' };
   }
 
+  /**
+   * The power cut's lost disk: with emulated flush latencies, the node on the fast disk if it
+   * leads a range — the adversarial choice: its acknowledged writes are the ones its followers
+   * (on slow disks) may not have forced yet; otherwise the leader of a random range.
+   */
+  private async lostDiskVictim(): Promise<{ id: string; what: string }> {
+    const speeds = this.cluster.nodes.map((n) =>
+      Number(this.nodeEnv.get(n.id)?.[POWER_LOSS_SYNC_MS_ENV]),
+    );
+    if (speeds.some((x) => !Number.isFinite(x))) return await this.leaderOrRandom();
+    const fastest = Math.min(...speeds);
+    const fast = this.cluster.nodes[speeds.indexOf(fastest)]!.id;
+    try {
+      const map = await this.cluster.rangeMap(1000);
+      const led = map.ranges.filter((r) => r.leader === fast);
+      if (led.length > 0) {
+        const r = this.rng.pick(led);
+        return { id: fast, what: `leader of range ${r.rangeId}, on the fast disk (${fastest} ms)` };
+      }
+    } catch {
+      // fall through
+    }
+    return await this.leaderOrRandom();
+  }
+
   private randomNode(): TestNode {
     return this.rng.pick(this.cluster.nodes);
   }
@@ -259,7 +286,7 @@ export class Nemesis {
       case 'zookeeper':
         return await this.zookeeper();
       case 'power':
-        return await this.powerCut(this.rng.chance(this.schedule === 'power-cuts' ? 0.75 : 0.5));
+        return await this.powerCut(this.rng.chance(this.schedule === 'power-cuts' ? 0.9 : 0.5));
     }
   }
 
@@ -448,7 +475,7 @@ export class Nemesis {
    * restarts with an emptied data dir and must rebuild as a non-voter from the other two.
    */
   private async powerCut(lostDisk: boolean): Promise<void> {
-    const victim = lostDisk ? await this.leaderOrRandom() : null;
+    const victim = lostDisk ? await this.lostDiskVictim() : null;
     const f = this.record(
       'power',
       lostDisk ? 'power cut + lost disk' : 'power cut',
@@ -463,8 +490,15 @@ export class Nemesis {
     // force can lose an acknowledged write (these VMs fdatasync in ~0.25 ms, too fast to tell).
     const disks: string[] = [];
     if (this.powerLossSyncMsMax > 0) {
-      for (const n of this.cluster.nodes) {
-        const ms = this.rng.int(this.powerLossSyncMsMax + 1);
+      // One node gets a fast disk (up to a tenth of the maximum), the others slow ones (half the
+      // maximum and up).
+      const max = this.powerLossSyncMsMax;
+      const fast = this.rng.int(this.cluster.nodes.length);
+      for (const [i, n] of this.cluster.nodes.entries()) {
+        const ms =
+          i === fast
+            ? this.rng.int(Math.floor(max / 10) + 1)
+            : Math.ceil(max / 2) + this.rng.int(Math.floor(max / 2) + 1);
         this.nodeEnv.set(n.id, { [POWER_LOSS_SYNC_MS_ENV]: String(ms) });
         disks.push(`${n.id} ${ms} ms`);
       }

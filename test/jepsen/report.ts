@@ -23,8 +23,9 @@ export interface JepsenConfig {
   readonly schedule?: ScheduleKind;
   /**
    * The emulated disks' flush latency (SKV_TEST_POWER_LOSS_SYNC_MS; default 0: the VM's own
-   * ~0.25 ms fdatasync). Nodes start at half of it; each power cut gives every node a disk that
-   * flushes in 0..this ms, drawn from the seed. Every node always runs with SKV_TEST_POWER_LOSS=1.
+   * ~0.25 ms fdatasync). Nodes start at half of it; each power cut gives one node a fast disk
+   * (0..this/10 ms) and the others slow ones (this/2..this ms), drawn from the seed (nemesis.ts).
+   * Every node always runs with SKV_TEST_POWER_LOSS=1.
    */
   readonly powerLossSyncMs?: number;
 }
