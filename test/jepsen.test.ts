@@ -36,7 +36,12 @@ const SANITY_MS = 30_000;
  * `npm run test:chaos -- --minutes 0.67 --seed 5198 --schedule power-cuts
  * --power-loss-sync-ms 60` reproduces it).
  */
-const DURABILITY_SANITY = { seed: 5198, durationMs: 40_000, powerLossSyncMs: 60 } as const;
+const DURABILITY_SANITY = {
+  seed: 5198,
+  durationMs: 40_000,
+  powerLossSyncMs: 60,
+  attempts: 3,
+} as const;
 const RUN_TIMEOUT_MS = SCHEDULE_MS + 150_000;
 const OPS_PER_SCHEDULE_MIN = 5000;
 const FAULTS_MIN = 25;
@@ -108,27 +113,37 @@ describe.skipIf(problem !== null)('jepsen: real clusters under a seeded fault sc
   it(
     'sanity: power cuts + lost disks with --unsafe-ack-before-durable FAIL durability',
     async () => {
-      const report = await runJepsen(
-        {
-          seed: DURABILITY_SANITY.seed,
-          durationMs: DURABILITY_SANITY.durationMs,
-          serverArgs: ['--unsafe-ack-before-durable'],
-          failpoints: '',
-          schedule: 'power-cuts',
-          powerLossSyncMs: DURABILITY_SANITY.powerLossSyncMs,
-        },
-        {
-          timeoutMs: DURABILITY_SANITY.durationMs + 150_000,
-          ...(keepDir === undefined ? {} : { keepDir }),
-        },
-      );
-      console.log(`[jepsen] ${summarize(report)}`);
-      expect(report.skipped).toBeUndefined();
-      expect(report.ok).toBe(false);
-      // A lost acknowledged insert (C2) or a register that went back in time (C1).
-      expect(report.failures.some((f) => f.startsWith('C2:') || f.startsWith('C1:'))).toBe(true);
+      // One run catches the unsafe build about 4 times in 5 (it needs a cut while the fast-disk
+      // node leads a range): up to ATTEMPTS runs with successive seeds, and the harness passes
+      // this test only if one of them notices. Every attempt is printed.
+      const caught: string[] = [];
+      for (
+        let attempt = 0;
+        attempt < DURABILITY_SANITY.attempts && caught.length === 0;
+        attempt++
+      ) {
+        const report = await runJepsen(
+          {
+            seed: DURABILITY_SANITY.seed + attempt,
+            durationMs: DURABILITY_SANITY.durationMs,
+            serverArgs: ['--unsafe-ack-before-durable'],
+            failpoints: '',
+            schedule: 'power-cuts',
+            powerLossSyncMs: DURABILITY_SANITY.powerLossSyncMs,
+          },
+          {
+            timeoutMs: DURABILITY_SANITY.durationMs + 150_000,
+            ...(keepDir === undefined ? {} : { keepDir }),
+          },
+        );
+        console.log(`[jepsen] attempt ${attempt + 1}: ${summarize(report)}`);
+        expect(report.skipped).toBeUndefined();
+        // A lost acknowledged insert (C2) or a register that went back in time (C1).
+        caught.push(...report.failures.filter((f) => f.startsWith('C2:') || f.startsWith('C1:')));
+      }
+      expect(caught.length).toBeGreaterThan(0);
     },
-    DURABILITY_SANITY.durationMs + 160_000,
+    (DURABILITY_SANITY.durationMs + 160_000) * DURABILITY_SANITY.attempts,
   );
 
   afterAll(() => {
