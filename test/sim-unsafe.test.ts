@@ -29,17 +29,18 @@ describe('unsafe switches are caught', () => {
   });
 
   it('unsafe.ackBeforeDurable is also caught end to end (without the durability invariant)', () => {
-    // Found by scanning seeds 1..300 with the switch on and 'durable-on-two' skipped: the
-    // failpoint "crash leader and a follower right after a commit" loses a committed entry.
+    // Found by scanning seeds 1..600 with the switch on and 'durable-on-two' skipped (38 and 565
+    // hit; rescanned when a change to the leader's retransmit probe made the old seed 72 pass):
+    // the failpoint "crash leader and a follower right after a commit" loses a committed entry.
     const r = runSeed({
-      seed: 72,
+      seed: 38,
       unsafe: { ackBeforeDurable: true },
       skipInvariants: ['durable-on-two'],
     });
     expect(r.violations.join('\n')).toMatch(
       /committed prefix changed|linearizability|not in the committed log/,
     );
-    expect(runSeed({ seed: 72, skipInvariants: ['durable-on-two'] }).violations).toEqual([]);
+    expect(runSeed({ seed: 38, skipInvariants: ['durable-on-two'] }).violations).toEqual([]);
   });
 
   it('unsafe.skipBarrier: a new leader commits and serves without its barrier', () => {

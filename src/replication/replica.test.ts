@@ -478,3 +478,38 @@ describe('peer input no correct peer sends is dropped, never fatal (fuzzing foun
     expect(f.lastLsn()).toEqual(lsn(1, 2));
   });
 });
+
+describe('takeover of a long log (found by a 10-million-record load)', () => {
+  it('a new leader proposes its barrier at once even when its commit point is past the in-flight bound', () => {
+    const log = Array.from({ length: 1000 }, (_, i) => entry(1, i + 1));
+    const l = replica('a', log, { commitSeq: 1000 });
+    step(l); // local replay
+    const rd = elect(l, 1, [cand('b', 101, lsn(1, 1000))]);
+    const proposes = msgs(rd, 'propose');
+    // Before: in flight counted from match 0, so 1000 entries looked in flight and nothing went
+    // out; the retransmit then probed from seq 1, i.e. a snapshot of the whole range.
+    expect(proposes.map((m) => m.to).sort()).toEqual(['b', 'c']);
+    for (const m of proposes) {
+      expect(m.prevLsn).toEqual(lsn(1, 1000));
+      expect(m.entries.map((e) => e.lsn)).toEqual([lsn(2, 1001)]);
+    }
+    expect(rd.snapshotsToSend).toEqual([]);
+  });
+
+  it('a retransmit with no match known probes from the commit point, not from seq 1 (no snapshot)', () => {
+    const log = Array.from({ length: 1000 }, (_, i) => entry(1, i + 1));
+    const l = replica('a', log, { commitSeq: 1000 });
+    for (let i = 0; i < 10 && l.status().appliedSeq < 1000; i++) step(l); // local replay
+    step(l, { type: 'log-compacted', lsn: lsn(1, 900) });
+    elect(l, 1, [cand('b', 101, lsn(1, 1000))]);
+    let snapshots = 0;
+    let proposes = 0;
+    for (let t = 0; t < 20; t++) {
+      const rd = step(l, { type: 'tick' });
+      snapshots += rd.snapshotsToSend.length;
+      proposes += msgs(rd, 'propose').length;
+    }
+    expect(snapshots).toBe(0);
+    expect(proposes).toBeGreaterThan(0);
+  });
+});

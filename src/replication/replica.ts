@@ -78,6 +78,12 @@ interface Progress {
   lastSendTick: number;
   /** A snapshot was requested for it and not acked yet. */
   snapshotPending: boolean;
+  /**
+   * The seq before the first entry of the current probe (takeover, retransmit, nack): what is in
+   * flight counts from max(matchSeq, probeFloor), so a probe from the commit point of a long log
+   * is not mistaken for a huge backlog while no match is known yet.
+   */
+  probeFloor: number;
 }
 
 interface PendingRead {
@@ -527,13 +533,22 @@ export class Replica {
     for (const peer of this.peers) {
       const p = this.progress.get(peer)!;
       const behind = p.matchSeq < last || p.snapshotPending;
+      const waitTicks = p.snapshotPending
+        ? this.timing.snapshotRetryTicks
+        : this.timing.retransmitTicks;
       if (
         behind &&
-        this.ticks - p.lastProgressTick >= this.timing.retransmitTicks &&
-        this.ticks - p.lastSendTick >= this.timing.retransmitTicks
+        this.ticks - p.lastProgressTick >= waitTicks &&
+        this.ticks - p.lastSendTick >= waitTicks
       ) {
-        // Lost messages (a broken connection loses what was in flight): probe from the match.
-        p.nextSeq = p.matchSeq + 1;
+        // Lost messages (a broken connection loses what was in flight): probe again from the
+        // match, or, when no match is known yet (a takeover whose first proposes went
+        // unanswered), from our commit point as the takeover does — a probe from 1 would send a
+        // snapshot of the whole range to a follower that may hold all but the last few entries.
+        this.probe(
+          p,
+          p.matchSeq > 0 ? p.matchSeq + 1 : Math.max(this.base.seq, this.commitSeq) + 1,
+        );
         p.snapshotPending = false;
         this.sendAppend(peer);
       }
@@ -873,7 +888,7 @@ export class Replica {
           m.lastSeq < m.rejectedPrevSeq
             ? m.lastSeq + 1
             : Math.min(m.rejectedPrevSeq, Math.max(m.commitSeq, p.matchSeq) + 1);
-        p.nextSeq = Math.max(p.matchSeq + 1, next);
+        this.probe(p, Math.max(p.matchSeq + 1, next));
         p.snapshotPending = false;
         this.sendAppend(m.from);
         break;
@@ -892,7 +907,7 @@ export class Replica {
           const local = this.lsnAt(m.lastLsn.seq);
           const sameTail = local !== null && lsnEquals(local, m.lastLsn);
           const from = sameTail ? m.lastLsn.seq + 1 : Math.max(m.commitSeq, p.matchSeq) + 1;
-          if (from < p.nextSeq) p.nextSeq = Math.max(p.matchSeq + 1, from);
+          if (from < p.nextSeq) this.probe(p, Math.max(p.matchSeq + 1, from));
         }
         this.sendAppend(m.from);
         break;
@@ -935,7 +950,7 @@ export class Replica {
   private noteFollowerTail(p: Progress, followerLastSeq: number): void {
     if (followerLastSeq >= p.matchSeq) return;
     p.matchSeq = 0;
-    p.nextSeq = Math.min(p.nextSeq, followerLastSeq + 1);
+    this.probe(p, Math.min(p.nextSeq, followerLastSeq + 1));
     p.snapshotPending = false;
   }
 
@@ -957,7 +972,8 @@ export class Replica {
     }
     // Bound what is in flight to one follower (catch-up flow control).
     const inflightMax = this.limits.entriesPerMessageMax * 4;
-    while (p.nextSeq <= last && p.nextSeq - 1 - p.matchSeq < inflightMax) {
+    const inflightFloor = Math.max(p.matchSeq, p.probeFloor);
+    while (p.nextSeq <= last && p.nextSeq - 1 - inflightFloor < inflightMax) {
       const from = p.nextSeq;
       const to_ = Math.min(last, from + this.limits.entriesPerMessageMax - 1);
       const entries = this.log.slice(from - this.base.seq - 1, to_ - this.base.seq);
@@ -998,9 +1014,15 @@ export class Replica {
       if (this.out.snapshotsToSend.some((x) => x.to === to)) continue;
       const lsn = this.lsnAt(this.appliedSeq);
       assert(lsn !== null && this.appliedSeq >= this.base.seq, 'applied state is in the log');
-      p.nextSeq = this.appliedSeq + 1;
+      this.probe(p, this.appliedSeq + 1);
       this.out.snapshotsToSend.push({ to, lsn, epoch: this.currentEpoch });
     }
+  }
+
+  /** Send to `p` from `seq` on (a probe: in-flight accounting restarts there). */
+  private probe(p: Progress, seq: number): void {
+    p.nextSeq = seq;
+    p.probeFloor = seq - 1;
   }
 
   private barrierCommitted(): boolean {
@@ -1232,6 +1254,7 @@ export class Replica {
     for (const peer of this.peers) {
       this.progress.set(peer, {
         nextSeq: last + 1,
+        probeFloor: last,
         matchSeq: 0,
         voter: false,
         lastAckTick: this.ticks,
@@ -1246,7 +1269,7 @@ export class Replica {
       this.barrierSeq = 0;
       // Without a barrier the followers still need the tail: probe from the start of it.
       for (const peer of this.peers) {
-        this.progress.get(peer)!.nextSeq = this.commitSeq + 1;
+        this.probe(this.progress.get(peer)!, this.commitSeq + 1);
         this.sendAppend(peer);
       }
     } else {
@@ -1258,7 +1281,7 @@ export class Replica {
       this.barrierSeq = barrier.lsn.seq;
       this.appendLocal(barrier);
       for (const peer of this.peers) {
-        this.progress.get(peer)!.nextSeq = Math.max(this.base.seq, this.commitSeq) + 1;
+        this.probe(this.progress.get(peer)!, Math.max(this.base.seq, this.commitSeq) + 1);
         this.sendAppend(peer);
       }
     }

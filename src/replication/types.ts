@@ -281,6 +281,12 @@ export interface ReplicaTiming {
   readonly retransmitTicks: number;
   /** A strong read not confirmed within this many ticks is answered `unavailable`. */
   readonly readTimeoutTicks: number;
+  /**
+   * Leader: restart a snapshot transfer only after this many ticks without the follower's ack.
+   * A range's snapshot takes far longer than a propose to ship and install; restarting it on the
+   * propose timeout never lets a large one finish (each restart exports the range again).
+   */
+  readonly snapshotRetryTicks: number;
 }
 
 export interface ReplicaConfig {
@@ -303,6 +309,7 @@ export const DEFAULT_TIMING: ReplicaTiming = {
   heartbeatIntervalTicks: 2,
   retransmitTicks: 6,
   readTimeoutTicks: 100,
+  snapshotRetryTicks: 100,
 };
 
 /** What the driver recovered from its disk (S§6.1 local recovery). */
