@@ -50,6 +50,8 @@ export const SNAPSHOT_CHUNK_CELLS_MAX = 4096;
 /** ...and about this many bytes (one cell may exceed it). */
 export const SNAPSHOT_CHUNK_BYTES_MAX = 1024 * 1024;
 export const MEMTABLE_SIZE_BYTES_DEFAULT = 64 * 1024 * 1024;
+/** Cells encoded for a flush between two turns of the event loop. */
+const FLUSH_SLICE_CELLS = 4096;
 
 export interface Cell {
   readonly column: Uint8Array;
@@ -412,6 +414,9 @@ export class RangeStore {
           ? { type: 'del', key }
           : { type: 'put', key, value: encodeDataValue(cell.version, cell.value) },
       );
+      // A memtable holds hundreds of thousands of cells: let applies and pings run meanwhile
+      // (the frozen view does not change; the batch below is still one atomic write).
+      if (ops.length % FLUSH_SLICE_CELLS === 0) await new Promise((r) => setImmediate(r));
     }
     ops.push({ type: 'put', key: metaKey(this.rangeId), value: encodeMeta(meta) });
     await this.tables.write(ops);

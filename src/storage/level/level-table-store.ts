@@ -17,6 +17,12 @@ import { FLUSH_RANGE_END, FLUSH_RANGE_START, PROBE_KEY } from '../encoding.js';
 import type { TableIterateOptions, TableOp, TableSnapshot, TableStore } from '../table-store.js';
 
 const ITERATE_BATCH_ENTRIES_MAX = 1000;
+/** Operations added to a batch between two turns of the event loop. */
+const WRITE_SLICE_OPS = 2048;
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
 const ITERATE_BATCH_ENTRIES_DEFAULT = 256;
 
 type Db = ClassicLevel<Buffer, Buffer>;
@@ -87,13 +93,23 @@ export class LevelTableStore implements TableStore {
 
   async write(ops: readonly TableOp[]): Promise<void> {
     if (ops.length === 0) return;
-    await this.db.batch(
-      ops.map((op) =>
-        op.type === 'put'
-          ? { type: 'put' as const, key: op.key, value: op.value }
-          : { type: 'del' as const, key: op.key },
-      ),
-    );
+    // One atomic batch, built in slices: a flush carries a whole memtable (hundreds of thousands
+    // of cells), and handing it over in one call blocked the event loop for seconds (long
+    // enough for every node flushing at once to lose its ZooKeeper session). The chained batch
+    // collects the operations natively; only `write` applies them, all or nothing.
+    const batch = this.db.batch();
+    try {
+      for (let i = 0; i < ops.length; i++) {
+        const op = ops[i]!;
+        if (op.type === 'put') batch.put(op.key, op.value);
+        else batch.del(op.key);
+        if ((i + 1) % WRITE_SLICE_OPS === 0) await yieldToEventLoop();
+      }
+      await batch.write();
+    } catch (err) {
+      await batch.close().catch(() => {});
+      throw err;
+    }
   }
 
   async clear(gte: Buffer, lt: Buffer): Promise<void> {
