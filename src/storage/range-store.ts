@@ -50,6 +50,12 @@ export const SNAPSHOT_CHUNK_CELLS_MAX = 4096;
 /** ...and about this many bytes (one cell may exceed it). */
 export const SNAPSHOT_CHUNK_BYTES_MAX = 1024 * 1024;
 export const MEMTABLE_SIZE_BYTES_DEFAULT = 64 * 1024 * 1024;
+
+/** Table reads started when an apply was queued (see `prefetchTables`). */
+interface Prefetch {
+  readonly tableEpoch: number;
+  readonly reads: ReadonlyMap<string, Promise<MemCell | undefined>>;
+}
 /** Cells encoded for a flush between two turns of the event loop. */
 const FLUSH_SLICE_CELLS = 4096;
 
@@ -131,6 +137,8 @@ export class RangeStore {
   private lastApplied: Lsn;
   private checksumNow: bigint;
   private checkpoint: Lsn;
+  /** Bumped whenever the tables' contents for this range change (flush done, import). */
+  private tableEpoch = 0;
   private serialTail: Promise<void> = Promise.resolve();
   private serialDepth = 0;
   private flushing: Promise<void> | null = null;
@@ -289,10 +297,38 @@ export class RangeStore {
 
   /** Applies the record at `lsn` (S§5.1: conditions checked in LSN order, all or nothing). */
   apply(lsn: Lsn, mutation: RowMutation): Promise<StoreApplyResult> {
-    return this.serial(() => this.applyNow(lsn, mutation));
+    const prefetched = this.prefetchTables(mutation);
+    return this.serial(() => this.applyNow(lsn, mutation, prefetched));
   }
 
-  private async applyNow(lsn: Lsn, m: RowMutation): Promise<StoreApplyResult> {
+  /**
+   * Applies are serial, so a cell found in no memtable used to cost one table read per apply,
+   * one after the other (an insert-heavy load ran at ~2.7k applies/s). Those reads start here,
+   * when the apply is queued, and run side by side. A prefetched value is used only if no
+   * flush or import changed the tables since (`tableEpoch`) and the cell is still in no
+   * memtable: then nothing can have written it to the tables in between (a flush writes only
+   * cells a memtable holds), so the value read is the one a read at apply time would see.
+   */
+  private prefetchTables(m: RowMutation): Prefetch | null {
+    if (this.fatal !== null || this.closed || this.exclusive) return null;
+    let reads: Map<string, Promise<MemCell | undefined>> | null = null;
+    for (const w of m.writes) {
+      const k = cellKeyOf(m.key, w.column);
+      if (this.active.get(k) !== undefined || this.frozen?.get(k) !== undefined) continue;
+      reads ??= new Map();
+      if (reads.has(k)) continue;
+      const read = this.readTable(k);
+      read.catch(() => {}); // awaited by the apply, which reports a failure
+      reads.set(k, read);
+    }
+    return reads === null ? null : { tableEpoch: this.tableEpoch, reads };
+  }
+
+  private async applyNow(
+    lsn: Lsn,
+    m: RowMutation,
+    prefetched: Prefetch | null = null,
+  ): Promise<StoreApplyResult> {
     if (compareLsn(lsn, this.lastApplied) <= 0) return { ok: false, reason: 'already-applied' };
     assert(lsn.seq > this.lastApplied.seq, 'seqs increase with LSNs (versions must increase)');
     // Backpressure: the active memtable may outgrow its limit while a flush runs, but boundedly.
@@ -303,7 +339,7 @@ export class RangeStore {
     const keys = m.writes.map((w) => cellKeyOf(m.key, w.column));
     // Layers are consulted synchronously per key; the table read that may follow cannot be
     // overtaken: applies are serialised and a flush only writes cells that a memtable shadows.
-    const olds = await Promise.all(keys.map((k) => this.readLatest(k)));
+    const olds = await Promise.all(keys.map((k) => this.readLatest(k, prefetched)));
     this.checkUsable();
 
     // All conditions against the row as it was before this record (0 = absent).
@@ -347,9 +383,21 @@ export class RangeStore {
   }
 
   /** The newest live state of a cell (tombstones read as absent). */
-  private async readLatest(cellKey: string): Promise<MemCell | undefined> {
+  private async readLatest(
+    cellKey: string,
+    prefetched: Prefetch | null = null,
+  ): Promise<MemCell | undefined> {
     const mem = this.active.get(cellKey) ?? this.frozen?.get(cellKey);
     if (mem !== undefined) return mem.value === null ? undefined : mem;
+    if (prefetched !== null && prefetched.tableEpoch === this.tableEpoch) {
+      const read = prefetched.reads.get(cellKey);
+      if (read !== undefined) return await read;
+    }
+    return await this.readTable(cellKey);
+  }
+
+  /** The cell as the tables hold it now (current generation). */
+  private async readTable(cellKey: string): Promise<MemCell | undefined> {
     const ck = Buffer.from(cellKey, 'latin1');
     const v = await this.tables.get(Buffer.concat([dataPrefix(this.rangeId, this.generation), ck]));
     return v === undefined ? undefined : cellFromTable(ck, v);
@@ -394,6 +442,7 @@ export class RangeStore {
     this.flushing = this.writeFrozen(frozen, { generation, checkpointLsn: lsn, checksum })
       .then(() => {
         this.frozen = null;
+        this.tableEpoch++;
         this.checkpoint = lsn;
         this.options.onCheckpoint?.(this.rangeId, lsn);
       })
@@ -538,6 +587,7 @@ export class RangeStore {
     // Switch synchronously: readers capture either the old generation with its memtables or the
     // new one with empty memtables.
     this.generation = next;
+    this.tableEpoch++;
     this.active = new Memtable();
     this.frozen = null;
     this.lastApplied = lsn;
