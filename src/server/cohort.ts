@@ -30,9 +30,15 @@ import type {
   Ready,
   ReplicaConfig,
 } from '../replication/types.js';
-import type { RangeStore } from '../storage/range-store.js';
+import type { RangeStore, StoreApplyResult } from '../storage/range-store.js';
 import { cohortReadyFailpoints, FAILPOINTS_ARMED, followerAckFailpoint } from './failpoints.js';
 import type { HardStateStore } from './hard-state-store.js';
+
+/**
+ * Store applies handed over ahead of their replies at most: enough to overlap the table reads of
+ * a Ready's worth of inserts, far below the store's own queue bound (APPLY_QUEUE_DEPTH_MAX).
+ */
+const APPLY_AHEAD_MAX = 1024;
 
 /** The commit log's `kind` byte of replicated entries. */
 export const ENTRY_KIND_DATA = 1;
@@ -102,6 +108,10 @@ export class Cohort {
   /** The seq up to which committed entries are applied to the store (in order). */
   private appliedSeq: number;
   private applyChain: Promise<void> = Promise.resolve();
+  /** Store applies started ahead of the chain and not finished (see `applyCommitted`). */
+  private applyAhead = 0;
+  /** Committed entries waiting in the chain to be handed to the store. */
+  private applyDeferred = 0;
   private readonly appliedWaiters: { seq: number; resolve: () => void }[] = [];
   private stopped = false;
 
@@ -345,11 +355,38 @@ export class Cohort {
 
   private applyCommitted(entry: Entry, requestId: number | undefined): void {
     const seq = entry.lsn.seq;
+    // Hand the store its applies as they commit (it runs them in call order and starts their
+    // table reads at once, side by side), up to APPLY_AHEAD_MAX ahead of the replies; past
+    // that, and until those deferred ones are handed over, in the chain below (store order
+    // must stay commit order).
+    let started: Promise<StoreApplyResult> | null = null;
+    if (entry.kind === 'data') {
+      if (this.applyDeferred === 0 && this.applyAhead < APPLY_AHEAD_MAX) {
+        this.applyAhead++;
+        started = this.store.apply(entry.lsn, decodeRowMutation(entry.payload));
+        const done = () => {
+          this.applyAhead--;
+        };
+        started.then(done, done);
+      } else {
+        this.applyDeferred++;
+      }
+    }
     this.applyChain = this.applyChain.then(async () => {
       let result: ApplyResult | null = null;
-      if (entry.kind === 'data' && seq > this.store.lastAppliedLsn.seq) {
-        const r = await this.store.apply(entry.lsn, decodeRowMutation(entry.payload));
-        if (!(r.ok === false && r.reason === 'already-applied')) result = r as ApplyResult;
+      if (entry.kind === 'data') {
+        let r: StoreApplyResult | null = null;
+        if (started !== null) {
+          r = await started;
+        } else {
+          this.applyDeferred--;
+          if (seq > this.store.lastAppliedLsn.seq) {
+            r = await this.store.apply(entry.lsn, decodeRowMutation(entry.payload));
+          }
+        }
+        if (r !== null && !(r.ok === false && r.reason === 'already-applied')) {
+          result = r as ApplyResult;
+        }
       }
       if (seq > this.appliedSeq) this.appliedSeq = seq;
       this.wakeApplied();
