@@ -29,6 +29,11 @@ export const GRPC_MESSAGE_BYTES_MAX = 20 * 1024 * 1024;
 export const REQUEST_TIMEOUT_MS_MAX = 60 * 60 * 1000;
 /** setTimeout's largest delay (Node: a longer one overflows and fires after 1 ms). */
 export const TIMER_DELAY_MS_MAX = 2 ** 31 - 1;
+
+/** setTimeout's delay for a deadline (a performance.now() instant): 1 ms..TIMER_DELAY_MS_MAX. */
+export function timerDelayMs(deadlineMs: number): number {
+  return Math.min(TIMER_DELAY_MS_MAX, Math.max(1, deadlineMs - performance.now()));
+}
 /**
  * Requests in one Session frame at most (issue #8): twice what the client library puts in one
  * (SESSION_BATCH_REQUESTS_MAX = 512), and a quarter of a stream's in-flight bound, so a frame's

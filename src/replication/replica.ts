@@ -34,7 +34,7 @@
 
 import { assert, unreachable } from '../core/assert.js';
 import type { NodeId } from '../core/ids.js';
-import { type Lsn, lsnEquals, ZERO_LSN } from '../core/lsn.js';
+import { formatLsn, type Lsn, lsnEquals, ZERO_LSN } from '../core/lsn.js';
 import { decideElection } from './election.js';
 import {
   type AckMessage,
@@ -545,10 +545,7 @@ export class Replica {
         // match, or, when no match is known yet (a takeover whose first proposes went
         // unanswered), from our commit point as the takeover does — a probe from 1 would send a
         // snapshot of the whole range to a follower that may hold all but the last few entries.
-        this.probe(
-          p,
-          p.matchSeq > 0 ? p.matchSeq + 1 : Math.max(this.base.seq, this.commitSeq) + 1,
-        );
+        this.probe(p, p.matchSeq > 0 ? p.matchSeq + 1 : this.commitProbeSeq());
         p.snapshotPending = false;
         this.sendAppend(peer);
       }
@@ -685,7 +682,7 @@ export class Replica {
       const local = this.lsnAt(prev.seq);
       if (local === null || !lsnEquals(local, prev)) {
         if (prev.seq <= this.commitSeq && local !== null) {
-          this.reject(m, `prev ${fmtLsn(prev)} contradicts our committed ${fmtLsn(local)}`);
+          this.reject(m, `prev ${formatLsn(prev)} contradicts our committed ${formatLsn(local)}`);
           return;
         }
         const nack: NackMessage = {
@@ -712,16 +709,14 @@ export class Replica {
       if (e.lsn.seq > this.base.seq && e.lsn.seq <= this.commitSeq) {
         const local = this.lsnAt(e.lsn.seq);
         if (local !== null && !lsnEquals(local, e.lsn)) {
-          this.reject(m, `entry ${fmtLsn(e.lsn)} contradicts our committed ${fmtLsn(local)}`);
+          this.reject(m, `entry ${formatLsn(e.lsn)} contradicts our committed ${formatLsn(local)}`);
           return;
         }
       }
     }
-    // prev matches (or lies inside our snapshot base, which is committed and thus equal).
-    let expectSeq = prev.seq + 1;
+    // prev matches (or lies inside our snapshot base, which is committed and thus equal), and
+    // the entries follow it one by one (validated above).
     for (const e of m.entries) {
-      assert(e.lsn.seq === expectSeq, 'propose entries are contiguous');
-      expectSeq += 1;
       const s = e.lsn.seq;
       if (s <= this.base.seq) continue;
       const local = this.lsnAt(s);
@@ -769,7 +764,10 @@ export class Replica {
   private onSnapshot(m: SnapshotMessage): void {
     const have = this.lsnAt(m.lsn.seq);
     if (have !== null && !lsnEquals(have, m.lsn) && m.lsn.seq <= this.commitSeq) {
-      this.reject(m, `snapshot at ${fmtLsn(m.lsn)} contradicts our committed ${fmtLsn(have)}`);
+      this.reject(
+        m,
+        `snapshot at ${formatLsn(m.lsn)} contradicts our committed ${formatLsn(have)}`,
+      );
       return;
     }
     if (have !== null && lsnEquals(have, m.lsn)) {
@@ -1017,6 +1015,11 @@ export class Replica {
       this.probe(p, this.appliedSeq + 1);
       this.out.snapshotsToSend.push({ to, lsn, epoch: this.currentEpoch });
     }
+  }
+
+  /** Where a probe starts when no match is known: just past our commit point (or base). */
+  private commitProbeSeq(): number {
+    return Math.max(this.base.seq, this.commitSeq) + 1;
   }
 
   /** Send to `p` from `seq` on (a probe: in-flight accounting restarts there). */
@@ -1281,14 +1284,10 @@ export class Replica {
       this.barrierSeq = barrier.lsn.seq;
       this.appendLocal(barrier);
       for (const peer of this.peers) {
-        this.probe(this.progress.get(peer)!, Math.max(this.base.seq, this.commitSeq) + 1);
+        this.probe(this.progress.get(peer)!, this.commitProbeSeq());
         this.sendAppend(peer);
       }
     }
     this.broadcastHeartbeat();
   }
-}
-
-function fmtLsn(l: Lsn): string {
-  return `${l.epoch}.${l.seq}`;
 }

@@ -19,7 +19,7 @@ import {
   GRPC_MESSAGE_BYTES_MAX,
   REQUEST_TIMEOUT_MS_MAX,
   SESSION_FRAME_BYTES_SOFT_MAX,
-  TIMER_DELAY_MS_MAX,
+  timerDelayMs,
 } from '../core/limits.js';
 import {
   KVClient,
@@ -68,11 +68,6 @@ export function sessionRequestBytesMax(req: SessionRequest): number {
       return n;
     }
   }
-}
-
-/** setTimeout's delay for a deadline: at least 1 ms, at most TIMER_DELAY_MS_MAX. */
-function timerDelayMs(deadlineMs: number): number {
-  return Math.min(TIMER_DELAY_MS_MAX, Math.max(1, deadlineMs - performance.now()));
 }
 
 type Op = NonNullable<SessionRequest['op']>;

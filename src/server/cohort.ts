@@ -14,10 +14,10 @@
 // before its record is on disk (S§5). The only awaits that hold up later Readys are a snapshot
 // install (rare) — everything else is pipelined behind the log's group commit.
 
-import { performance } from 'node:perf_hooks';
 import { assert, unreachable } from '../core/assert.js';
 import { SkvError } from '../core/errors.js';
 import type { NodeId, RangeId } from '../core/ids.js';
+import { timerDelayMs } from '../core/limits.js';
 import type { Lsn } from '../core/lsn.js';
 import { type ApplyResult, decodeRowMutation } from '../core/mutation.js';
 import type { CohortLog, CommitLog, LogRecord } from '../log/index.js';
@@ -359,11 +359,12 @@ export class Cohort {
     // table reads at once, side by side), up to APPLY_AHEAD_MAX ahead of the replies; past
     // that, and until those deferred ones are handed over, in the chain below (store order
     // must stay commit order).
+    const toStore = () => this.store.apply(entry.lsn, decodeRowMutation(entry.payload));
     let started: Promise<StoreApplyResult> | null = null;
     if (entry.kind === 'data') {
       if (this.applyDeferred === 0 && this.applyAhead < APPLY_AHEAD_MAX) {
         this.applyAhead++;
-        started = this.store.apply(entry.lsn, decodeRowMutation(entry.payload));
+        started = toStore();
         const done = () => {
           this.applyAhead--;
         };
@@ -380,9 +381,7 @@ export class Cohort {
           r = await started;
         } else {
           this.applyDeferred--;
-          if (seq > this.store.lastAppliedLsn.seq) {
-            r = await this.store.apply(entry.lsn, decodeRowMutation(entry.payload));
-          }
+          if (seq > this.store.lastAppliedLsn.seq) r = await toStore();
         }
         if (r !== null && !(r.ok === false && r.reason === 'already-applied')) {
           result = r as ApplyResult;
@@ -463,12 +462,4 @@ export class Cohort {
   static entryFromLog(e: { lsn: Lsn; kind: number; payload: Uint8Array }): Entry {
     return { lsn: e.lsn, kind: recordKindToEntryKind(e.kind), payload: Buffer.from(e.payload) };
   }
-}
-
-/**
- * setTimeout's delay for a deadline: at least 1 ms, and at most 2^31-1 ms, past which Node
- * fires the timer after 1 ms instead (a 30-day deadline would expire at once).
- */
-function timerDelayMs(deadlineMs: number): number {
-  return Math.min(2 ** 31 - 1, Math.max(1, deadlineMs - performance.now()));
 }
