@@ -15,7 +15,7 @@
 
 import { afterAll, describe, expect, it } from 'vitest';
 import { jepsenProblem, runJepsen, summarize } from './jepsen/launch.js';
-import type { JepsenReport } from './jepsen/report.js';
+import { type JepsenReport, ONE_DOWN_SUCCESS_MIN } from './jepsen/report.js';
 
 const SCHEDULE_MS = 90_000;
 /** Four schedules; two of them with every node's sleep failpoints armed. */
@@ -89,6 +89,18 @@ describe.skipIf(problem !== null)('jepsen: real clusters under a seeded fault sc
     for (const c of ['kill', 'pause', 'partition', 'damage']) {
       expect(counts[c] ?? 0, c).toBeGreaterThanOrEqual(PER_CATEGORY_MIN);
     }
+    // C4 over every schedule's one-node-down windows together (a single schedule's share is
+    // judged only when it has ONE_DOWN_OPS_MIN ops).
+    let ops = 0;
+    let ok = 0;
+    for (const r of reports) {
+      const d = r.figures.oneNodeDown as { ops: number; ok: number } | undefined;
+      ops += d?.ops ?? 0;
+      ok += d?.ok ?? 0;
+    }
+    console.log(`[jepsen] one node down, all schedules: ${ok}/${ops} ops succeeded`);
+    expect(ops).toBeGreaterThan(0);
+    expect(ok / ops).toBeGreaterThanOrEqual(ONE_DOWN_SUCCESS_MIN);
   });
 
   it(

@@ -24,6 +24,7 @@ import {
   CONVERGENCE_MS_MAX,
   type JepsenConfig,
   type JepsenReport,
+  ONE_DOWN_OPS_MIN,
   ONE_DOWN_SUCCESS_MIN,
   RECOVERY_MS_MAX,
 } from './report.js';
@@ -299,7 +300,11 @@ export async function runChecks(ctx: {
     ratio: inWindow.length === 0 ? null : okInWindow / inWindow.length,
   };
   figures.oneNodeDown = oneDown;
-  if (oneDown.ratio !== null && oneDown.ratio < ONE_DOWN_SUCCESS_MIN) {
+  if (
+    oneDown.ratio !== null &&
+    oneDown.ops >= ONE_DOWN_OPS_MIN &&
+    oneDown.ratio < ONE_DOWN_SUCCESS_MIN
+  ) {
     failures.push(
       `C4: only ${(oneDown.ratio * 100).toFixed(1)} % of ops succeeded with one node down`,
     );
