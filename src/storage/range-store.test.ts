@@ -2,10 +2,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { RangeId } from '../core/ids.js';
 import { type Lsn, lsn } from '../core/lsn.js';
 import type { ColumnWrite, RowMutation } from '../core/mutation.js';
+import { LevelTableStore } from './level/level-table-store.js';
 import { NodeStorage, type NodeStorageOptions } from './node-storage.js';
-import type { RangeStore, Row } from './range-store.js';
+import { RangeStore, type Row } from './range-store.js';
+import type { TableStore } from './table-store.js';
 
 const b = (s: string) => Buffer.from(s);
 const dirs: string[] = [];
@@ -377,5 +380,84 @@ describe('RangeStore flush, checkpoints and recovery', () => {
     for (let i = 1; i < reported.length; i++)
       expect(reported[i]!.seq).toBeGreaterThan(reported[i - 1]!.seq);
     expect((await r.scan(b(''), null)).rows).toHaveLength(200);
+  });
+});
+
+describe('RangeStore reads without a table snapshot', () => {
+  /** The LevelDB adapter, with gets that have no snapshot held back until `release`. */
+  async function gatedTables(dir: string) {
+    const level = await LevelTableStore.open(dir);
+    let gate: Promise<void> | null = null;
+    let release = () => {};
+    const tables: TableStore = {
+      get: async (key, snapshot) => {
+        if (snapshot === undefined && gate !== null) await gate;
+        return level.get(key, snapshot);
+      },
+      snapshot: () => level.snapshot(),
+      iterate: (o) => level.iterate(o),
+      write: (ops) => level.write(ops),
+      clear: (gte, lt) => level.clear(gte, lt),
+      flushToTables: () => level.flushToTables(),
+      close: () => level.close(),
+    };
+    return {
+      tables,
+      hold: () => {
+        gate = new Promise<void>((r) => {
+          release = r;
+        });
+      },
+      release: () => {
+        gate = null;
+        release();
+      },
+    };
+  }
+
+  it('a get whose table read straddles a snapshot import answers from the new generation, not the cleared old one', async () => {
+    const g = await gatedTables(await freshDir());
+    const store = new RangeStore(1 as RangeId, g.tables, {
+      generation: 1,
+      checkpointLsn: lsn(0, 0),
+      checksum: 0n,
+    });
+    expect((await store.apply(lsn(1, 1), put('k', 'c', 'old'))).ok).toBe(true);
+    await store.flush();
+
+    g.hold();
+    const pending = store.get(b('k'), b('c'));
+    async function* cells() {
+      yield [{ key: b('k'), column: b('c'), value: b('new'), version: 5 }];
+    }
+    await store.importSnapshot(cells(), lsn(1, 5));
+    g.release();
+
+    const r = await pending;
+    expect(r.found).toBe(true);
+    expect(r.found && Buffer.from(r.value).toString()).toBe('new');
+    expect(r.version).toBe(5);
+    await store.close();
+    await g.tables.close();
+  });
+
+  it('many concurrent gets of flushed and missing cells each get their own answer', async () => {
+    const n = await openNode(await freshDir());
+    const r = n.range(1 as RangeId);
+    for (let i = 1; i <= 600; i++) {
+      await r.apply(lsn(1, i), put(`k${i}`, 'c', `v${i}`));
+    }
+    await r.flush();
+    const answers = await Promise.all(
+      Array.from({ length: 1200 }, (_, i) => r.get(b(`k${i + 1}`), b('c'))),
+    );
+    answers.forEach((a, i) => {
+      if (i < 600) {
+        expect(a.found && Buffer.from(a.value).toString()).toBe(`v${i + 1}`);
+        expect(a.version).toBe(i + 1);
+      } else {
+        expect(a.found).toBe(false);
+      }
+    });
   });
 });

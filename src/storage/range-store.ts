@@ -125,6 +125,12 @@ function cellKeyOf(key: Uint8Array, column: Uint8Array): string {
   return encodeCellKey(key, column).toString('latin1');
 }
 
+function toGetResult(c: MemCell | undefined): GetResult {
+  return c === undefined || c.value === null
+    ? { found: false, version: 0 }
+    : { found: true, value: c.value, version: c.version };
+}
+
 function hashOf(c: MemCell): bigint {
   assert(c.value !== null, 'hash of a live cell');
   return cellHash(c.key, c.column, c.value, c.version);
@@ -189,20 +195,20 @@ export class RangeStore {
   async get(key: Uint8Array, column: Uint8Array): Promise<GetResult> {
     this.checkUsable();
     const cellKey = cellKeyOf(key, column);
-    // Memtable hit: no table snapshot needed. On a miss, withView captures its view in this
-    // same synchronous step, so the layers it sees are the ones just checked.
     const mem = this.active.get(cellKey) ?? this.frozen?.get(cellKey);
-    if (mem !== undefined) {
-      return mem.value === null
-        ? { found: false, version: 0 }
-        : { found: true, value: mem.value, version: mem.version };
+    if (mem !== undefined) return toGetResult(mem);
+    // Not in a memtable now. A single cell needs no table snapshot: the tables hold what memtables held and flushed,
+    // so a read after this instant returns the cell as of this instant or a later one (the
+    // state only moves forward; everything applied is committed). Without a snapshot the read
+    // joins the adapter's batched reads. Only an import, which switches generations and clears
+    // the old one, could make it go back: then read again at one view.
+    const generation = this.generation;
+    const c = await this.readTable(cellKey, generation);
+    if (generation !== this.generation) {
+      return this.withView(async (view) => toGetResult(await viewGet(view, cellKey)));
     }
-    return this.withView(async (view) => {
-      const c = await viewGet(view, cellKey);
-      return c === undefined || c.value === null
-        ? { found: false, version: 0 }
-        : { found: true, value: c.value, version: c.version };
-    });
+    this.checkUsable();
+    return toGetResult(c);
   }
 
   /** The row's live cells (all of them, or only `columns`), atomically at one LSN. */
@@ -396,10 +402,13 @@ export class RangeStore {
     return await this.readTable(cellKey);
   }
 
-  /** The cell as the tables hold it now (current generation). */
-  private async readTable(cellKey: string): Promise<MemCell | undefined> {
+  /** The cell as the tables hold it now (in `generation`, by default the current one). */
+  private async readTable(
+    cellKey: string,
+    generation = this.generation,
+  ): Promise<MemCell | undefined> {
     const ck = Buffer.from(cellKey, 'latin1');
-    const v = await this.tables.get(Buffer.concat([dataPrefix(this.rangeId, this.generation), ck]));
+    const v = await this.tables.get(Buffer.concat([dataPrefix(this.rangeId, generation), ck]));
     return v === undefined ? undefined : cellFromTable(ck, v);
   }
 

