@@ -48,6 +48,19 @@ export function keyName(n: number, order: KeyOrder): string {
   return KEY_PREFIX + v.toString(16).padStart(12, '0');
 }
 
+/**
+ * Split keys that cut the `hashed` key space into `ranges` even ranges (for `skv cluster init
+ * --split-keys` / `skv dev --split-keys`). The default even split works on the first two key
+ * bytes, which are "us" for every benchmark key, so without these one range takes every key
+ * and one cohort does all the work. `ordered` keys start at 0 and stay in the first range.
+ */
+export function hashedKeySplits(ranges: number): string[] {
+  assert(Number.isSafeInteger(ranges) && ranges >= 1, 'ranges');
+  return Array.from({ length: ranges - 1 }, (_, i) =>
+    keyName(Math.floor(((i + 1) * KEY_NUMBER_MAX) / ranges), 'ordered'),
+  );
+}
+
 export function fieldName(i: number): string {
   return `field${i}`;
 }

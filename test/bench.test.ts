@@ -24,7 +24,7 @@ import {
   ZipfianGenerator,
   zeta,
 } from '../bench/generators.js';
-import { keyName, scramble48 } from '../bench/keys.js';
+import { hashedKeySplits, keyName, scramble48 } from '../bench/keys.js';
 import type { LatencySummaryUs } from '../bench/measure.js';
 import { barChartSvg, lineChartSvg, niceTicks } from '../bench/plot/svg.js';
 import { Random } from '../bench/random.js';
@@ -403,6 +403,18 @@ describe('key choosers', () => {
     expect(keyName(12345, 'hashed')).toHaveLength(16);
     expect(keyName(2 ** 48 - 1, 'ordered')).toBe('userffffffffffff');
     expect(scramble48(2 ** 48 - 1)).toBeLessThan(2 ** 48);
+  });
+
+  it('hashedKeySplits cuts the hashed keys of a load into even ranges', () => {
+    const splits = hashedKeySplits(3);
+    expect(splits).toEqual(['user555555555555', 'useraaaaaaaaaaaa']);
+    const counts = [0, 0, 0];
+    for (let i = 0; i < 30_000; i++) {
+      const k = keyName(i, 'hashed');
+      counts[splits.filter((s) => k >= s).length]! += 1;
+    }
+    for (const c of counts) expect(Math.abs(c - 10_000)).toBeLessThan(500);
+    expect(hashedKeySplits(1)).toEqual([]);
   });
 
   it('acknowledged counter: readers see a key only once every insert below it completed', () => {

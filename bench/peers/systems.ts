@@ -12,6 +12,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { hashedKeySplits } from '../keys.js';
 import type { BenchTarget } from '../target.js';
 import { EtcdTarget } from '../targets/etcd.js';
 import { SkvTarget } from '../targets/skv.js';
@@ -109,7 +110,9 @@ export async function startSystem(name: SystemName, o: SystemOptions): Promise<R
         if (bin !== null) process.env.SKV_TEST_BIN = bin;
       }
       const { TestCluster } = await import('../../test/support/cluster.js');
-      const cluster = await TestCluster.start({ nodes: 3, ranges: 3 });
+      // One range per node, split where the benchmark's keys are (see hashedKeySplits), so
+      // each node leads one cohort as the cluster would in production.
+      const cluster = await TestCluster.start({ nodes: 3, splitKeys: hashedKeySplits(3) });
       const serverPids = cluster.nodes.flatMap((n) =>
         n.process?.pid === undefined ? [] : [n.process.pid],
       );

@@ -18,6 +18,8 @@ import { initCluster } from './cluster-init.js';
 export interface DevOptions {
   readonly nodes: number;
   readonly ranges: number;
+  /** Explicit split keys; when given, `ranges` is ignored. */
+  readonly splitKeys?: readonly Uint8Array[];
   readonly dir?: string;
   readonly basePort: number;
   readonly demo: boolean;
@@ -128,7 +130,12 @@ export async function runDev(o: DevOptions): Promise<void> {
     const httpPorts = await portsFrom(o.basePort + 1000, o.nodes);
     const pages = httpPorts.map((p) => `http://127.0.0.1:${p}/`);
     try {
-      await initCluster(zk.connectString, CLUSTER, ids, { ranges: o.ranges });
+      await initCluster(
+        zk.connectString,
+        CLUSTER,
+        ids,
+        o.splitKeys === undefined ? { ranges: o.ranges } : { splitKeys: o.splitKeys },
+      );
     } catch (err) {
       if (!(err instanceof SkvError && err.code === 'already-exists')) throw err;
     }

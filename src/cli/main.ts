@@ -410,17 +410,23 @@ export function buildProgram(): Command {
       'run a local ZooKeeper and N nodes on 127.0.0.1, initialised, with a demo; Ctrl-C stops all',
     )
     .option('--nodes <n>', 'number of nodes', '3')
-    .option('--ranges <n>', 'number of ranges', '3')
+    .option('--ranges <n>', 'number of ranges (an even split of the first two key bytes)', '3')
+    .option('--split-keys <keys>', 'explicit split keys a,b,... (instead of --ranges)')
     .option('--dir <dir>', 'working directory (default: a fresh temp dir)')
     .option('--base-port <port>', 'first node port', '7001')
     .option('--no-demo', 'skip the demo writes and reads')
     .option('--exit-after-demo', 'stop everything after the demo (for scripts and tests)')
     .option('--open', "open node n0's status page in a browser (default: if one is available)")
     .option('--no-open', 'never open a browser')
-    .action(async (o) => {
+    .action(async (o, command: Command) => {
+      const rangesGiven = command.getOptionValueSource('ranges') === 'cli';
+      if (rangesGiven && o.splitKeys !== undefined) {
+        throw new SkvError('invalid-argument', 'give --ranges or --split-keys, not both');
+      }
       await runDev({
         nodes: intOption(o.nodes, '--nodes'),
         ranges: intOption(o.ranges, '--ranges'),
+        ...(o.splitKeys === undefined ? {} : { splitKeys: parseSplitKeys(o.splitKeys) }),
         dir: o.dir,
         basePort: intOption(o.basePort, '--base-port'),
         demo: o.demo !== false,
