@@ -461,3 +461,23 @@ describe('RangeStore reads without a table snapshot', () => {
     });
   });
 });
+
+describe('RangeStore apply prefetch', () => {
+  it('a table read prefetched before a flush rewrote the cell is not used: the condition sees the flushed version', async () => {
+    // P2 writes k and starts a flush; P3 (queued with P2, so its prefetch read k = v1 from the
+    // tables) waits behind that flush, which moves k from the memtables to the tables. A stale
+    // prefetch would answer version 1, and P3's condition on version 2 would fail.
+    const n = await openNode(await freshDir(), { memtableSizeBytesMax: 100 });
+    const r = n.range(1 as RangeId);
+    expect((await r.apply(lsn(1, 1), put('k', 'c', 'v1'))).ok).toBe(true);
+    await r.flush();
+    const p2 = r.apply(lsn(1, 2), put('k', 'c', 'x'.repeat(200)));
+    const p25 = r.apply(lsn(1, 3), put('other', 'c', 'y'.repeat(1000)));
+    const p3 = r.apply(lsn(1, 4), put('k', 'c', 'v3', 2));
+    expect((await p2).ok).toBe(true);
+    expect((await p25).ok).toBe(true);
+    expect(await p3).toEqual({ ok: true, previousVersions: [2], versions: [4] });
+    const got = await r.get(b('k'), b('c'));
+    expect(got.found && Buffer.from(got.value).toString()).toBe('v3');
+  });
+});
