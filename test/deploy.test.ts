@@ -13,7 +13,16 @@
 // so a misspelt optional field is caught only where a check below reads that field.
 
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { StatefulSet } from 'kubernetes-models/apps/v1';
@@ -548,15 +557,97 @@ describe('ZooKeeper', () => {
         ),
       );
       expect(zk.spec.replicas % 2, 'an odd ensemble').toBe(1);
-      const script = (c.command ?? [])[2] ?? '';
-      const myidPart = script.split(' && exec ')[0] ?? '';
-      for (const i of [0, 2]) {
-        const out = spawnSync('bash', ['-c', `${myidPart}; echo "$ZOO_MY_ID"`], {
-          env: { HOSTNAME: `${zk.metadata.name}-${i}`, PATH: '/usr/bin:/bin' },
+      for (let i = 0; i < zk.spec.replicas; i++) {
+        const run = runZkCommand(`${zk.metadata.name}-${i}`, null);
+        expect(run.status, run.stderr).toBe(0);
+        expect(run.entrypoint).toEqual({ zooMyId: String(i + 1), myid: String(i + 1) });
+      }
+    });
+
+    // The image's entrypoint writes $ZOO_DATA_DIR/myid only when it is missing (docker-library
+    // zookeeper), and ZOO_DATA_DIR is the PVC; so the container's command must rewrite it.
+    // `fakeEntrypoint` does what the image's does with myid, then reports what it saw.
+    const fakeEntrypoint = [
+      '#!/bin/bash',
+      `if [[ ! -f "$ZOO_DATA_DIR/myid" ]]; then echo "\${ZOO_MY_ID:-1}" > "$ZOO_DATA_DIR/myid"; fi`,
+      'printf "%s|%s|%s\\n" "$ZOO_MY_ID" "$(cat "$ZOO_DATA_DIR/myid")" "$*"',
+    ].join('\n');
+    /** Runs the container's command in `hostname` with a data dir holding `myid` (null: none). */
+    function runZkCommand(
+      hostname: string,
+      myid: string | null,
+    ): {
+      status: number | null;
+      stderr: string;
+      entrypoint: { zooMyId: string; myid: string } | null;
+      myidAfter: string | null;
+    } {
+      const command = c.command ?? [];
+      expect(command.slice(0, 2)).toEqual(['bash', '-c']);
+      const script = command[2] ?? '';
+      const real = 'exec /docker-entrypoint.sh zkServer.sh start-foreground';
+      expect(script.split(real), 'the command ends by exec-ing the image entrypoint').toHaveLength(
+        2,
+      );
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'skv-zk-myid-'));
+      try {
+        const dataDir = path.join(dir, 'data');
+        mkdirSync(dataDir);
+        if (myid !== null) writeFileSync(path.join(dataDir, 'myid'), `${myid}\n`);
+        const fake = path.join(dir, 'docker-entrypoint.sh');
+        writeFileSync(fake, fakeEntrypoint, { mode: 0o755 });
+        const out = spawnSync(
+          'bash',
+          ['-c', script.replace(real, `exec ${fake} zkServer.sh start-foreground`)],
+          {
+            env: { HOSTNAME: hostname, ZOO_DATA_DIR: dataDir, PATH: '/usr/bin:/bin' },
+            encoding: 'utf8',
+          },
+        );
+        const [zooMyId = '', seen = '', args = ''] = out.stdout.trim().split('|');
+        if (out.stdout !== '') expect(args).toBe('zkServer.sh start-foreground');
+        const myidFile = path.join(dataDir, 'myid');
+        return {
+          status: out.status,
+          stderr: out.stderr,
+          entrypoint: out.stdout === '' ? null : { zooMyId, myid: seen },
+          myidAfter: existsSync(myidFile) ? readFileSync(myidFile, 'utf8').trim() : null,
+        };
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+
+    it('rewrites myid on a volume restored from another server (a wrong myid already there)', () => {
+      expect(env('ZOO_DATA_DIR')).toBe('/data');
+      // skv-zk-2's volume restored from skv-zk-0's snapshot holds myid 1.
+      const run = runZkCommand(`${zk.metadata.name}-2`, '1');
+      expect(run.status, run.stderr).toBe(0);
+      expect(run.entrypoint).toEqual({ zooMyId: '3', myid: '3' });
+      expect(run.myidAfter).toBe('3');
+    });
+
+    it('the fake entrypoint alone keeps a wrong myid (so the test above can fail)', () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'skv-zk-myid-'));
+      try {
+        writeFileSync(path.join(dir, 'myid'), '1\n');
+        const fake = path.join(dir, 'docker-entrypoint.sh');
+        writeFileSync(fake, fakeEntrypoint, { mode: 0o755 });
+        const out = spawnSync(fake, ['zkServer.sh', 'start-foreground'], {
+          env: { ZOO_MY_ID: '3', ZOO_DATA_DIR: dir, PATH: '/usr/bin:/bin' },
           encoding: 'utf8',
         });
-        expect(out.stdout.trim()).toBe(String(i + 1));
+        expect(out.stdout.trim()).toBe('3|1|zkServer.sh start-foreground');
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
       }
+    });
+
+    it('refuses a hostname without an ordinal instead of defaulting to myid 1', () => {
+      const run = runZkCommand('zookeeper', '2');
+      expect(run.status).not.toBe(0);
+      expect(run.entrypoint).toBeNull();
+      expect(run.myidAfter).toBe('2');
     });
 
     it("accepts skv's session timeout as asked (2 x tickTime <= timeout <= 20 x tickTime)", () => {
@@ -613,6 +704,40 @@ function parseContainerfile(text: string): Instruction[] {
     out.push({ op, args: (m[2] ?? '').trim(), stage });
   }
   return out;
+}
+
+/**
+ * A .dockerignore as a predicate on repository-relative file paths: the last pattern that
+ * matches the path or one of its parent directories decides (`!` admits). Supports what
+ * deploy/Containerfile.dockerignore uses: `*`, `**` and `!`.
+ */
+function dockerignoreFilter(text: string): (rel: string) => boolean {
+  const rules = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'))
+    .map((l) => {
+      const admit = l.startsWith('!');
+      const glob = admit ? l.slice(1) : l;
+      let re = '';
+      for (let i = 0; i < glob.length; i++) {
+        const ch = glob[i] ?? '';
+        if (ch === '*' && glob[i + 1] === '*') {
+          const slash = glob[i + 2] === '/';
+          re += slash ? '(?:.*/)?' : '.*';
+          i += slash ? 2 : 1;
+        } else if (ch === '*') re += '[^/]*';
+        else re += ch.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
+      }
+      return { admit, re: new RegExp(`^${re}$`) };
+    });
+  return (rel) => {
+    const parts = rel.split('/');
+    const prefixes = parts.map((_, i) => parts.slice(0, i + 1).join('/'));
+    let admitted = true;
+    for (const r of rules) if (prefixes.some((p) => r.re.test(p))) admitted = r.admit;
+    return admitted;
+  };
 }
 
 describe('deploy/Containerfile', () => {
@@ -672,6 +797,52 @@ describe('deploy/Containerfile', () => {
     );
     expect(finalOp('VOLUME').map((i) => i.args)).toEqual(['["/data"]']);
     expect(finalOp('ENV').some((i) => i.args.includes('SKV_DATA=/data'))).toBe(true);
+  });
+
+  it("gives the build stage every file its build compiles (tsconfig.build.json's relative imports)", () => {
+    // The build context is what deploy/Containerfile.dockerignore admits; the build stage then
+    // COPYs some of it. A file the compiled sources import that is missing from either fails
+    // `npm run build` inside the image build only (deploy/tools was, once).
+    const admitted = dockerignoreFilter(
+      readFileSync(path.join(REPO, 'deploy', 'Containerfile.dockerignore'), 'utf8'),
+    );
+    const copied = instructions
+      .filter((i) => i.stage === 0 && i.op === 'COPY' && !i.args.startsWith('--from'))
+      .flatMap((i) => i.args.split(/\s+/).slice(0, -1));
+    const generated = readFileSync(path.join(REPO, 'buf.gen.yaml'), 'utf8')
+      .split('\n')
+      .map((l) => /^\s*out:\s*(\S+)/.exec(l)?.[1])
+      .filter((x): x is string => x !== undefined);
+    expect(generated.length).toBeGreaterThan(0);
+    const inBuild = (rel: string) =>
+      generated.some((g) => rel.startsWith(`${g}/`)) ||
+      (admitted(rel) && copied.some((c) => rel === c || rel.startsWith(`${c}/`)));
+    const buildConfig = JSON.parse(
+      readFileSync(path.join(REPO, 'tsconfig.build.json'), 'utf8'),
+    ) as { include: string[] };
+    const sources = buildConfig.include.flatMap((dir) =>
+      (readdirSync(path.join(REPO, dir), { recursive: true }) as string[])
+        .map((f) => path.join(dir, f))
+        .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !inGenerated(f)),
+    );
+    function inGenerated(rel: string): boolean {
+      return generated.some((g) => rel.startsWith(`${g}/`));
+    }
+    expect(sources.length).toBeGreaterThan(50);
+    const missing: string[] = [];
+    for (const rel of sources) {
+      if (!inBuild(rel)) missing.push(rel);
+      const text = readFileSync(path.join(REPO, rel), 'utf8');
+      for (const m of text.matchAll(/(?:from|import\()\s*'(\.{1,2}\/[^']+)'/g)) {
+        const target = path.join(path.dirname(rel), (m[1] ?? '').replace(/\.js$/, '.ts'));
+        if (!inBuild(target)) missing.push(`${target} (imported by ${rel})`);
+      }
+    }
+    expect(missing).toEqual([]);
+    // ...and the filter is live: it keeps tests and what the build does not need out.
+    expect(admitted('deploy/README.md')).toBe(false);
+    expect(admitted('test/support/zookeeper.ts')).toBe(true);
+    expect(admitted('test/deploy.test.ts')).toBe(false);
   });
 
   it('copies only paths that exist in the repository', () => {
