@@ -40,8 +40,12 @@ const TIMELINE = 1;
 /** The load writes keys of the first range only (split keys h, p). */
 const RANGE_START = '';
 const SESSION_TIMEOUT_MS = 2000;
-/** Generous bound on the unavailability window after a leader crash (the goal is < 3 s). */
+/** Issue #4's goal for the unavailability window after a leader crash (2 s sessions). */
+const UNAVAILABILITY_MS_GOAL = 3_000;
+/** The hard cap on any one leader-kill window (the goal is judged on the median of the kills). */
 const UNAVAILABILITY_MS_MAX = 10_000;
+/** Leader kills in the leader-kill test (a fresh leader each time; the median is judged). */
+const LEADER_KILLS = 3;
 
 const b = (s: string) => Buffer.from(s);
 
@@ -197,39 +201,78 @@ describe('skv cluster: faults', () => {
     expect(acked).toBeGreaterThan(0);
   }
 
-  it('leader SIGKILLed under a steady write load: writes resume on a new leader, nothing acked is lost', async () => {
+  it('leader SIGKILLed under a steady write load, 3 times (a fresh leader each): the median unavailability window is under 3 s, nothing acked is lost', async () => {
     const c = await start();
     const kv = c.client({ timeoutMs: 10_000 });
-    const { leader: old } = await leaderOfA(c, c.addresses, () => true, 10_000);
-    const load = WriteLoad.start({
-      client: kv,
-      key: (w, i) => `a-kill-${w}-${i}`,
-      tag: 'kill',
-      writers: 8,
-      durationMsMax: 25_000,
-    });
-    await load.waitForAcks(200, 0, 10_000);
-    const killedAt = performance.now();
-    await c.kill(old);
-    say(`SIGKILLed leader ${old} of range A`);
-    await load.waitForAcks(200, killedAt, 15_000);
-    const records = await load.stop();
-    const u = unavailability(records, killedAt);
-    const fresh = await leaderOfA(
-      c,
-      c.nodes.filter((n) => n.id !== old).map((n) => n.address),
-      (l) => l !== old,
-      10_000,
-    );
+    const all: WriteRecord[] = [];
+    const windows: number[] = [];
+    const killed: string[] = [];
+    for (let round = 0; round < LEADER_KILLS; round++) {
+      const { leader: old } = await leaderOfA(c, c.addresses, () => true, 15_000);
+      const load = WriteLoad.start({
+        client: kv,
+        key: (w, i) => `a-kill${round}-${w}-${i}`,
+        tag: `kill${round}`,
+        writers: 8,
+        durationMsMax: 25_000,
+        // The window measures the client library alone: it re-routes on its own after a
+        // deadline-exceeded (no extra range-map reads by the load).
+        refreshRouteOnUnknown: false,
+      });
+      await load.waitForAcks(200, 0, 10_000);
+      const killedAt = performance.now();
+      await c.kill(old);
+      killed.push(old);
+      await load.waitForAcks(200, killedAt, 15_000);
+      const records = await load.stop();
+      all.push(...records);
+      const u = unavailability(records, killedAt);
+      const fresh = await leaderOfA(
+        c,
+        c.nodes.filter((n) => n.id !== old).map((n) => n.address),
+        (l) => l !== old,
+        10_000,
+      );
+      windows.push(u.maxGapMs);
+      say(
+        `leader kill ${round + 1}/${LEADER_KILLS}: unavailability (longest gap between acks) ${u.maxGapMs.toFixed(0)} ms ` +
+          `[${(u.gapFromMs - killedAt).toFixed(0)}..${(u.gapToMs - killedAt).toFixed(0)} ms after the kill], ` +
+          `kill -> first ack of a new write ${u.faultToFirstAckMs.toFixed(0)} ms; killed ${old}, new leader ${fresh.leader}; ${load.summary()}`,
+      );
+      expect(fresh.leader).not.toBe(old);
+      // The hard cap per kill; the goal is judged on the median below.
+      expect(u.maxGapMs).toBeLessThan(UNAVAILABILITY_MS_MAX);
+      // Bring the killed node back and let it catch up, so that the next kill leaves a quorum
+      // whose logs reach the last acknowledged write (else the next window includes a catch-up).
+      c.spawn(c.node(old));
+      const mark = `a-kill${round}-mark`;
+      const v = await kv.put(mark, 'c', 'mark');
+      const g = unaryClient(c.node(old).address);
+      await waitUntil(
+        `restarted ${old} serves the latest write`,
+        async () =>
+          Number(
+            (
+              await unary<GetRequest, GetResponse>(
+                g.get.bind(g),
+                { key: b(mark), column: b('c'), consistency: TIMELINE },
+                1000,
+              )
+            ).version,
+          ) === v,
+        20_000,
+      );
+    }
+    const sorted = [...windows].sort((x, y) => x - y);
+    const median = sorted[Math.floor(sorted.length / 2)]!;
     say(
-      `leader kill: unavailability (longest gap between acks) ${u.maxGapMs.toFixed(0)} ms ` +
-        `[${(u.gapFromMs - killedAt).toFixed(0)}..${(u.gapToMs - killedAt).toFixed(0)} ms after the kill], ` +
-        `kill -> first ack of a new write ${u.faultToFirstAckMs.toFixed(0)} ms; new leader ${fresh.leader}; ${load.summary()}`,
+      `leader kill: windows ${windows.map((w) => w.toFixed(0)).join(', ')} ms; median ${median.toFixed(0)} ms ` +
+        `(goal < ${UNAVAILABILITY_MS_GOAL} ms with a ${SESSION_TIMEOUT_MS} ms session); killed ${killed.join(', ')}`,
     );
-    expect(fresh.leader).not.toBe(old);
-    expect(u.maxGapMs).toBeLessThan(UNAVAILABILITY_MS_MAX);
-    expectNothingLost(await checkWrites(kv, records), records);
-  }, 90_000);
+    expect(new Set(killed).size).toBeGreaterThan(1);
+    expect(median).toBeLessThan(UNAVAILABILITY_MS_GOAL);
+    expectNothingLost(await checkWrites(kv, all), all);
+  }, 150_000);
 
   it('follower SIGKILLed and restarted under load: it catches up and serves fresh timeline reads', async () => {
     const c = await start();

@@ -46,10 +46,12 @@ export interface WriteLoadOptions {
   readonly thinkMs?: number;
   /**
    * After a write with an unknown outcome, re-read the range map before the next write (default
-   * true). Works around a client-library gap: `put` throws `deadline-exceeded` without dropping
-   * its cached route, so after the leader's process died every later write goes to the dead
-   * address again and fails the same way (the session channel reports a refused connection
-   * with requests in flight as outcome-unknown), forever. See the fault report.
+   * true). Not needed for correctness: the client library itself drops its cached route when a
+   * call ends `deadline-exceeded` (src/client/client.ts sets mapVersion = -1), so its next call
+   * re-reads the map. It once worked around a client bug (the route was kept, and every write
+   * after the leader's death went to the dead address) and stays on by default for the suites
+   * written with it; a test that measures the client library's own failover (the leader-kill
+   * window) turns it off.
    */
   readonly refreshRouteOnUnknown?: boolean;
 }
