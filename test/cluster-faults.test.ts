@@ -17,7 +17,8 @@
 // (run `npm run build` after changing src/). SKV_FAULTS_SERVER_ARGS adds `skv server` flags (the
 // unsafe switches, to see a test fail).
 
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type CallOptions, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
@@ -32,7 +33,7 @@ import {
   type RangeMapResponse,
   type ScanResponse,
 } from '../src/rpc/generated/skv/v1/kv.js';
-import { TestCluster } from './support/cluster.js';
+import { type ClusterOptions, TestCluster } from './support/cluster.js';
 import { checkWrites, unavailability, WriteLoad, type WriteRecord } from './support/load.js';
 
 const STRONG = 0;
@@ -109,8 +110,9 @@ describe('skv cluster: faults', () => {
     cluster = null;
   });
 
-  async function start(): Promise<TestCluster> {
+  async function start(extra: Partial<ClusterOptions> = {}): Promise<TestCluster> {
     cluster = await TestCluster.start({
+      ...extra,
       nodes: 3,
       splitKeys: ['h', 'p'],
       sessionTimeoutMs: SESSION_TIMEOUT_MS,
@@ -663,5 +665,104 @@ describe('skv cluster: faults', () => {
       );
     }
     c.checkAlive();
+  }, 60_000);
+
+  it('timeline reads at a follower holding a proposed but uncommitted entry see the old value, and the new one within 2 s of its commit', async () => {
+    // One follower ("holder") gets the entry and makes it durable, but its ack is dropped (the
+    // test-only failpoint, switched on by its gate file); the other follower is paused. So the
+    // leader cannot commit, while the holder has the entry in its log.
+    const gates = await mkdtemp(path.join(os.tmpdir(), 'skv-gates-'));
+    const gate = (id: string) => path.join(gates, `${id}.drop-acks`);
+    try {
+      const c = await start({
+        nodeEnv: (id) => ({
+          SKV_FAILPOINTS: 'test-only-follower-drop-acks=drop',
+          SKV_FAILPOINTS_GATE: gate(id),
+        }),
+      });
+      const kv = c.client({ timeoutMs: 10_000 });
+      const { leader, members } = await leaderOfA(c, c.addresses, () => true, 10_000);
+      const [holder, other] = members.filter((m) => m !== leader) as [string, string];
+      const rangeId = rangeA(await c.rangeMap()).rangeId;
+      const key = 'a-follower-uncommitted';
+      const v1 = await kv.put(key, 'c', 'old');
+      const g = unaryClient(c.node(holder).address);
+      const timelineAtHolder = async () => {
+        const r = await unary<GetRequest, GetResponse>(
+          g.get.bind(g),
+          { key: b(key), column: b('c'), consistency: TIMELINE },
+          1000,
+        );
+        return { value: Buffer.from(r.value).toString(), version: Number(r.version) };
+      };
+      await waitUntil(
+        'the holder serves the committed value',
+        async () => (await timelineAtHolder()).version === v1,
+        5_000,
+        20,
+      );
+      const drops = async () =>
+        (await readFile(c.node(holder).logFile, 'utf8'))
+          .split('\n')
+          .filter((l) =>
+            l.startsWith(`failpoint test-only-follower-drop-acks: drop (range ${rangeId},`),
+          ).length;
+      const lc = c.client({ servers: [c.node(leader).address], timeoutMs: 10_000 });
+      await writeFile(gate(holder), '');
+      c.pause(other);
+      let paused = true;
+      try {
+        const dropsBefore = await drops();
+        let settled = false;
+        const pending = lc.put(key, 'c', 'new', { timeoutMs: 8_000 }).then(
+          (v) => ({ ok: true, version: v, code: '' }),
+          (e: { code?: string }) => ({ ok: false, version: 0, code: e.code ?? String(e) }),
+        );
+        void pending.then(() => {
+          settled = true;
+        });
+        // The holder made the new entry durable and "acked" it (the ack was dropped).
+        await waitUntil(
+          'the holder drops its ack of the new entry',
+          async () => (await drops()) > dropsBefore,
+          3_000,
+          20,
+        );
+        let reads = 0;
+        const until = performance.now() + 500;
+        while (performance.now() < until && reads < 50) {
+          expect(await timelineAtHolder()).toEqual({ value: 'old', version: v1 });
+          reads++;
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        expect(settled).toBe(false);
+        // Let it commit: the other follower comes back and acks.
+        await rm(gate(holder));
+        c.resume(other);
+        paused = false;
+        const resumedAt = performance.now();
+        const seenMs = await waitUntil(
+          'the holder serves the new value',
+          async () => {
+            const r = await timelineAtHolder();
+            return r.value === 'new' && r.version > v1 ? performance.now() - resumedAt : null;
+          },
+          2_000,
+          10,
+        );
+        const outcome = await pending;
+        say(
+          `follower holding an uncommitted entry: ${reads} timeline reads at ${holder} saw only the committed value; ` +
+            `after the commit the new value was there in ${seenMs.toFixed(0)} ms; the write: ${outcome.ok ? `acked v${outcome.version}` : outcome.code}`,
+        );
+        expect(outcome.ok).toBe(true);
+        expect((await timelineAtHolder()).version).toBe(outcome.version);
+      } finally {
+        if (paused) c.resume(other);
+      }
+      c.checkAlive();
+    } finally {
+      await rm(gates, { recursive: true, force: true });
+    }
   }, 60_000);
 });

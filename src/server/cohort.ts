@@ -31,7 +31,7 @@ import type {
   ReplicaConfig,
 } from '../replication/types.js';
 import type { RangeStore, StoreApplyResult } from '../storage/range-store.js';
-import { cohortReadyFailpoints, FAILPOINTS_ARMED, followerAckFailpoint } from './failpoints.js';
+import { cohortReadyFailpoints, FAILPOINTS_ARMED, followerAckFailpoints } from './failpoints.js';
 import type { HardStateStore } from './hard-state-store.js';
 
 /**
@@ -328,9 +328,15 @@ export class Cohort {
     if (after.messages.length > 0 || after.coordinator.length > 0 || wrote) {
       this.durable.then(() => {
         if (this.stopped) return;
-        if (FAILPOINTS_ARMED && after.messages.length > 0)
-          followerAckFailpoint(this.replica.status());
-        for (const m of after.messages) this.send(m);
+        const dropped =
+          FAILPOINTS_ARMED &&
+          after.messages.length > 0 &&
+          followerAckFailpoints(
+            this.replica.status(),
+            this.rangeId,
+            Math.max(...after.messages.map((m) => (m.type === 'ack' ? m.matchSeq : 0))),
+          );
+        if (!dropped) for (const m of after.messages) this.send(m);
         for (const op of after.coordinator) this.ports.coordinate(this.rangeId, op);
         if (wrote) this.step({ type: 'append-durable', lsn: lastLsn });
       });

@@ -32,4 +32,12 @@ describe('failpoints', () => {
     expect(() => parseFailpoints('takeover=150%crash')).toThrow(/out of range/);
     expect(() => parseFailpoints('takeover=sleep(600000)')).toThrow(/out of range/);
   });
+
+  it('drop is the action of the drop points only (elsewhere it would silently do nothing)', () => {
+    expect(
+      parseFailpoints('test-only-follower-drop-acks=drop').get('test-only-follower-drop-acks'),
+    ).toEqual({ action: { kind: 'drop' }, probability: 1, remaining: Number.POSITIVE_INFINITY });
+    expect(() => parseFailpoints('takeover=drop')).toThrow(/drop/);
+    expect(() => parseFailpoints('test-only-follower-drop-acks=crash')).toThrow(/drop/);
+  });
 });

@@ -2,9 +2,14 @@
 // dump on SIGUSR2 (test/jepsen reads per-range digests from it).
 //
 // Armed ONLY at process start by the environment: `SKV_FAILPOINTS="name=ACTION[;name=ACTION…]"`
-// with ACTION := [P%][N*](crash | sleep(MS)) — e.g. `follower-after-force-before-ack=crash`,
-// `takeover=50%3*sleep(300)` (fires with probability 50 %, at most 3 times). Unknown names or
-// malformed actions stop the process at start (a typo must not silently test nothing).
+// with ACTION := [P%][N*](crash | sleep(MS) | drop) — e.g. `follower-after-force-before-ack=crash`,
+// `takeover=50%3*sleep(300)` (fires with probability 50 %, at most 3 times). `drop` is only for
+// the points that can drop something (DROP_POINTS). Unknown names or malformed actions stop the
+// process at start (a typo must not silently test nothing).
+//
+// Gate: with `SKV_FAILPOINTS_GATE=<file>` also set, the armed points fire only while that file
+// exists (checked at each hit), so a test arms a process at start and switches the fault on and
+// off at run time by creating and removing the file.
 //
 // Cost when unarmed: call sites test the constant `FAILPOINTS_ARMED` and do nothing else.
 //
@@ -12,7 +17,8 @@
 // written before stays in the page cache, what was only queued is gone); `sleep(ms)` stalls the
 // whole node synchronously (like a GC pause or a stalled disk at that point), so nothing the node
 // would do after the point — sends, acks, timers — happens before the stall ends and their order
-// is unchanged. Every firing is written synchronously to stderr first: `failpoint <name>: <act>`.
+// is unchanged; `drop` makes the caller discard what it was about to send (the node runs on).
+// Every firing is written synchronously to stderr first: `failpoint <name>: <act>`.
 //
 // The points (their call sites say exactly where):
 //   leader-after-force-before-propose  leader, a Ready with new entries: crash = the proposes of
@@ -25,8 +31,13 @@
 //                                      (re-proposed tail or barrier) to persist
 //   epoch-write-before / -after        around the ZooKeeper leadership claim (epoch CAS + leader
 //                                      znode in one multi); -after only when the claim succeeded
+//   test-only-follower-drop-acks       TEST ONLY (a lost-ack network, not a crash): a follower's
+//                                      acks of durable entries are discarded instead of sent, so
+//                                      it holds entries its leader cannot count toward a commit
+//                                      (test/cluster-faults.test.ts, timeline reads at a follower
+//                                      holding an uncommitted entry). Action `drop` only.
 
-import { writeSync } from 'node:fs';
+import { existsSync, writeSync } from 'node:fs';
 
 export const FAILPOINT_NAMES = [
   'leader-after-force-before-propose',
@@ -35,13 +46,18 @@ export const FAILPOINT_NAMES = [
   'takeover',
   'epoch-write-before',
   'epoch-write-after',
+  'test-only-follower-drop-acks',
 ] as const;
 
 export type FailpointName = (typeof FAILPOINT_NAMES)[number];
 
+/** The points whose call site can discard what it was about to do (action `drop`). */
+const DROP_POINTS: readonly FailpointName[] = ['test-only-follower-drop-acks'];
+
 export type FailpointAction =
   | { readonly kind: 'crash' }
-  | { readonly kind: 'sleep'; readonly ms: number };
+  | { readonly kind: 'sleep'; readonly ms: number }
+  | { readonly kind: 'drop' };
 
 export interface FailpointSpec {
   readonly action: FailpointAction;
@@ -54,7 +70,7 @@ export interface FailpointSpec {
 /** A stall longer than this is a typo, not a test. */
 const SLEEP_MS_MAX = 60_000;
 
-const ACTION_RE = /^(?:(\d+(?:\.\d+)?)%)?(?:(\d+)\*)?(crash|sleep\((\d+)\))$/;
+const ACTION_RE = /^(?:(\d+(?:\.\d+)?)%)?(?:(\d+)\*)?(crash|drop|sleep\((\d+)\))$/;
 
 /** Parses `SKV_FAILPOINTS`; throws on anything it does not understand. */
 export function parseFailpoints(text: string): Map<FailpointName, FailpointSpec> {
@@ -75,13 +91,30 @@ export function parseFailpoints(text: string): Map<FailpointName, FailpointSpec>
     if (probability > 1 || ms > SLEEP_MS_MAX) {
       throw new Error(`SKV_FAILPOINTS: out of range in ${JSON.stringify(item)}`);
     }
-    const action: FailpointAction = m[3] === 'crash' ? { kind: 'crash' } : { kind: 'sleep', ms };
+    const action: FailpointAction =
+      m[3] === 'crash'
+        ? { kind: 'crash' }
+        : m[3] === 'drop'
+          ? { kind: 'drop' }
+          : { kind: 'sleep', ms };
+    // A drop point only drops (a crash or stall there is another point's job), and only a drop
+    // point can drop: anything else would silently do nothing.
+    if ((action.kind === 'drop') !== DROP_POINTS.includes(name as FailpointName)) {
+      throw new Error(
+        `SKV_FAILPOINTS: ${JSON.stringify(item)}: \`drop\` is the action of ${DROP_POINTS.join(', ')} only`,
+      );
+    }
     out.set(name as FailpointName, { action, probability, remaining });
   }
   return out;
 }
 
 const ARMED: Map<FailpointName, FailpointSpec> = parseFailpoints(process.env.SKV_FAILPOINTS ?? '');
+/** When set, the armed points fire only while this file exists. */
+const GATE_FILE: string | null =
+  process.env.SKV_FAILPOINTS_GATE === undefined || process.env.SKV_FAILPOINTS_GATE === ''
+    ? null
+    : process.env.SKV_FAILPOINTS_GATE;
 
 /** True only when SKV_FAILPOINTS armed at least one point: the single check at call sites. */
 export const FAILPOINTS_ARMED: boolean = ARMED.size > 0;
@@ -94,12 +127,13 @@ function stall(ms: number): void {
 function fires(name: FailpointName): FailpointSpec | null {
   const spec = ARMED.get(name);
   if (spec === undefined || spec.remaining <= 0) return null;
+  if (GATE_FILE !== null && !existsSync(GATE_FILE)) return null;
   if (spec.probability < 1 && Math.random() >= spec.probability) return null;
   spec.remaining--;
   return spec;
 }
 
-function act(name: FailpointName, spec: FailpointSpec): void {
+function act(name: FailpointName, spec: FailpointSpec, detail = ''): void {
   const a = spec.action;
   switch (a.kind) {
     case 'crash':
@@ -110,6 +144,9 @@ function act(name: FailpointName, spec: FailpointSpec): void {
     case 'sleep':
       writeSync(2, `failpoint ${name}: sleep(${a.ms})\n`);
       stall(a.ms);
+      return;
+    case 'drop':
+      writeSync(2, `failpoint ${name}: drop${detail}\n`);
       return;
   }
 }
@@ -147,9 +184,22 @@ export function cohortReadyFailpoints(
   return spec.action.kind === 'crash';
 }
 
-/** The follower's point after its force, before the acks of that Ready leave. */
-export function followerAckFailpoint(st: CohortPointState): void {
-  if (st.role === 'follower') failpoint('follower-after-force-before-ack');
+/**
+ * The follower's points after its force, before the acks of that Ready leave. Returns true when
+ * the acks must be discarded (`test-only-follower-drop-acks`); `rangeId` and `matchSeq` (the
+ * highest seq acked) go into the firing's line, so a test can tell which entry was dropped.
+ */
+export function followerAckFailpoints(
+  st: CohortPointState,
+  rangeId: number,
+  matchSeq: number,
+): boolean {
+  if (st.role !== 'follower') return false;
+  failpoint('follower-after-force-before-ack');
+  const spec = fires('test-only-follower-drop-acks');
+  if (spec === null) return false;
+  act('test-only-follower-drop-acks', spec, ` (range ${rangeId}, ack of seq ${matchSeq})`);
+  return spec.action.kind === 'drop';
 }
 
 /**

@@ -51,6 +51,8 @@ export interface ClusterOptions {
   readonly uids?: readonly number[];
   /** Extra environment for every node process. */
   readonly env?: Readonly<Record<string, string>>;
+  /** Extra environment per node (over `env`), e.g. a failpoint gate file of its own. */
+  readonly nodeEnv?: (nodeId: string) => Readonly<Record<string, string>>;
 }
 
 export interface TestNode {
@@ -178,6 +180,7 @@ export class TestCluster {
         SKV_EXIT_ON_STDIN_CLOSE: '1',
         SKV_LOG_LEVEL: 'info',
         ...o.env,
+        ...o.nodeEnv?.(node.id),
         ...env,
       },
       ...(node.uid === undefined ? {} : { uid: node.uid, gid: node.uid }),
