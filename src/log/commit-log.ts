@@ -59,6 +59,11 @@ export interface CommitLogOptions {
   readonly queueBytesMax?: number;
   /** Called once on a write/fsync failure. Default: log to stderr and `process.abort()`. */
   readonly onFatal?: (err: unknown) => void;
+  /**
+   * Called by open when recovery truncated a torn tail (it names the bytes and records dropped;
+   * never routine: see TornTail). Default: `console.warn`.
+   */
+  readonly onWarning?: (message: string, tornTail: TornTail) => void;
   readonly fs?: LogFs;
   /** Called after each group commit's fdatasync: its duration and the batch it covered. */
   readonly onGroupCommit?: (fsyncSeconds: number, records: number, bytes: number) => void;
@@ -77,11 +82,21 @@ export interface LogEntry {
   readonly payload: Uint8Array;
 }
 
+/**
+ * A final batch recovery truncated (FORMAT.md "Recovery"). The log cannot tell whether that batch
+ * had been acknowledged as durable (FORMAT.md "Known limit"), so open also warns (`onWarning`).
+ */
 export interface TornTail {
   readonly file: string;
   readonly offset: number;
+  /** Bytes dropped: from `offset` to the last non-zero byte, now zeros. */
   readonly bytesZeroed: number;
   readonly reason: string;
+  /** The dropped batch's number and record count, when its batch frame was readable. */
+  readonly batchNo: number | null;
+  readonly recordsDeclared: number | null;
+  /** Records of the dropped batch that were complete and checksum-valid (dropped all the same). */
+  readonly recordsIntact: number;
 }
 
 export interface OpenReport {
@@ -188,6 +203,24 @@ type QueueItem = PendingAppend | PendingCarry;
 function defaultOnFatal(err: unknown): void {
   console.error('skv commit log: fatal I/O error, aborting (fail-stop)', err);
   process.abort();
+}
+
+function defaultOnWarning(message: string): void {
+  console.warn(message);
+}
+
+/** The warning for a truncated tail: what was dropped, and that it may have been acknowledged. */
+export function describeTornTail(t: TornTail): string {
+  const batch =
+    t.batchNo === null
+      ? 'no readable batch frame'
+      : `batch ${t.batchNo}: ${t.recordsIntact} of ${t.recordsDeclared} records intact`;
+  return (
+    `skv commit log: recovery truncated the final batch, dropping ${t.bytesZeroed} bytes at ` +
+    `${t.file} offset ${t.offset} (${batch}; ${t.reason}). The log cannot tell whether that ` +
+    `batch had been acknowledged as durable: a crash during its fdatasync leaves this, and so ` +
+    `can damage after it (FORMAT.md "Known limit"); if it was, its records are on peers.`
+  );
 }
 
 function yieldToEventLoop(): Promise<void> {
@@ -341,7 +374,9 @@ export class CommitLog {
               bad.offset,
             );
           }
-          // A torn final batch: it was never acknowledged (its fdatasync never returned).
+          // A torn final batch. Normally one whose fdatasync never returned (never acknowledged),
+          // but the log cannot rule out damage after an acknowledged sync (FORMAT.md "Known
+          // limit"), so it is reported as a warning below, not as routine.
           const zeroEnd = Math.max(scan.lastNonZero + 1, bad.offset);
           await zeroFill(file, bad.offset, zeroEnd);
           tornTail = {
@@ -349,6 +384,9 @@ export class CommitLog {
             offset: bad.offset,
             bytesZeroed: zeroEnd - bad.offset,
             reason: bad.reason,
+            batchNo: bad.batchNo,
+            recordsDeclared: bad.recordsDeclared,
+            recordsIntact: bad.recordsIntact,
           };
           endOffset = bad.offset;
         }
@@ -403,6 +441,9 @@ export class CommitLog {
       log.writeOffset = FRAME_BYTES;
     }
     log.startPreparing();
+    if (tornTail !== null) {
+      (options.onWarning ?? defaultOnWarning)(describeTornTail(tornTail), tornTail);
+    }
     const report: OpenReport = {
       segments: numbers.length,
       batches: batchCount,

@@ -138,6 +138,49 @@ describe('power-loss file port', () => {
     expect(file.subarray(30, 32)).toEqual(Buffer.alloc(2));
   });
 
+  it('a crash during a slow datasync leaves a sector-aligned prefix of the flush in the file', async () => {
+    const path = await zeroFile('f', 4096);
+    // An inner port whose first write is reported and whose later writes never finish (the crash).
+    let wroteOnce: () => void = () => {};
+    const firstWrite = new Promise<void>((r) => {
+      wroteOnce = r;
+    });
+    let writes = 0;
+    const inner: LogFs = {
+      ...nodeLogFs,
+      async openExisting(p) {
+        const real = await nodeLogFs.openExisting(p);
+        toClose.push(real);
+        return {
+          ...real,
+          read: (b, l, pos) => real.read(b, l, pos),
+          sizeBytes: () => real.sizeBytes(),
+          datasync: () => real.datasync(),
+          close: () => real.close(),
+          async write(d, pos) {
+            if (writes++ > 0) return new Promise<never>(() => {});
+            await real.write(d, pos);
+            wroteOnce();
+          },
+        };
+      },
+    };
+    // 2048 bytes at 100 span 5 sectors; random 0.5 picks k = floor(0.5 * 6) = 3 of them.
+    const f = await powerLossLogFs(inner, { syncDelayMs: 10_000, random: () => 0.5 }).openExisting(
+      path,
+    );
+    await f.write(Buffer.alloc(2048, 0x61), 100);
+    void f.datasync();
+    await firstWrite;
+    const file = await readFile(path);
+    expect(file.subarray(100, 1536)).toEqual(Buffer.alloc(1436, 0x61));
+    expect(file.subarray(1536, 2148)).toEqual(Buffer.alloc(612));
+    // The process itself still sees the whole write while its flush is under way.
+    const seen = Buffer.alloc(2048);
+    await f.read(seen, 2048, 100);
+    expect(seen).toEqual(Buffer.alloc(2048, 0x61));
+  });
+
   it('defaultLogFs is the real port unless SKV_TEST_POWER_LOSS=1', () => {
     expect(defaultLogFs({})).toBe(nodeLogFs);
     expect(defaultLogFs({ SKV_TEST_POWER_LOSS: '0' })).toBe(nodeLogFs);
@@ -164,11 +207,12 @@ describe('CommitLog on the power-loss port', () => {
   const options = { segmentSizeBytes: 64 * 1024 };
 
   it('an append that resolved before its fdatasync is lost by a crash; durable ones are not', async () => {
-    // The flush takes 1 s: long enough to "crash" while the second batch waits for it.
+    // The flush takes 1 s: long enough to "crash" while the second batch waits for it (none of
+    // which reached the disk before the wait: random 0).
     const { log } = await CommitLog.open({
       dir,
       ...options,
-      fs: powerLossLogFs(nodeLogFs, { syncDelayMs: 1000 }),
+      fs: powerLossLogFs(nodeLogFs, { syncDelayMs: 1000, random: () => 0 }),
     });
     toClose.push(log);
     await log.append([entry(1, 'durable')]);

@@ -7,16 +7,21 @@
 // in the file; reads see it (overlaid on the file's bytes), the file does not. `datasync` writes the
 // kept writes out, in order, then fdatasyncs. So a SIGKILL of the process loses exactly what a power
 // cut loses (the unsynced writes), and a SIGKILL in the middle of a `datasync` leaves a prefix of the
-// batch being synced in the file (the only torn write a power cut can leave, since the log keeps at
-// most one batch unsynced; FORMAT.md, commit-log.ts header). `close` DROPS kept writes: an unsynced
+// batch being synced in the file (the log keeps at most one batch unsynced, so only the final batch
+// can be torn; FORMAT.md, commit-log.ts header). `close` DROPS kept writes: an unsynced
 // write to a closed file is what a later power cut would lose (the log never closes with one).
 //
-// Optional `syncDelayMs` (env SKV_TEST_POWER_LOSS_SYNC_MS): each datasync waits that long BEFORE
-// writing anything out, emulating a disk whose flush takes that long (these VMs fdatasync in
-// ~0.25 ms; a SATA SSD or a cloud volume takes 1–10 ms). It only widens the window in which a
-// crash loses unsynced writes; every write is still durable once its datasync returned.
+// Optional `syncDelayMs` (env SKV_TEST_POWER_LOSS_SYNC_MS): each datasync takes that long,
+// emulating a disk whose flush takes that long (these VMs fdatasync in ~0.25 ms; a SATA SSD or a
+// cloud volume takes 1–10 ms). The disk is caught mid-flush: before the wait a random prefix of
+// the kept writes (cut at a 512-byte sector boundary of the file, 0 to all of it) is already in
+// the file, the rest follows after the wait. So a SIGKILL during the wait leaves a torn batch, as
+// a power cut during a flush can (the log's recovery must truncate it: FORMAT.md "Recovery").
+// Every write is still durable once its datasync returned.
 //
 // Not covered, on purpose:
+// - Sectors of one flush reaching the disk out of order (a real disk may): a torn flush here is
+//   always a prefix of the batch in write order.
 // - Metadata (create, rename, unlink, mkdir) passes straight through: the log fdatasyncs a segment
 //   before renaming it into place and fsyncs the directory after every rename and unlink it relies
 //   on, and segments are preallocated (appends never change a file's size), so there is no window
@@ -39,10 +44,14 @@ import { type LogFile, type LogFs, nodeLogFs } from './fs-port.js';
 export const POWER_LOSS_ENV = 'SKV_TEST_POWER_LOSS';
 export const POWER_LOSS_SYNC_MS_ENV = 'SKV_TEST_POWER_LOSS_SYNC_MS';
 export const UNSYNCED_BYTES_PER_FILE_MAX = 256 * 1024 * 1024;
+/** A torn flush is cut at a boundary of this size in the file (the disk's atomic write unit). */
+export const TORN_WRITE_SECTOR_BYTES = 512;
 
 export interface PowerLossOptions {
   /** Wait this long in every datasync before anything reaches the file (default 0). */
   readonly syncDelayMs?: number;
+  /** Picks how much of a flush is in the file before its wait ([0, 1); default Math.random). */
+  readonly random?: () => number;
 }
 
 export interface PowerLossStats {
@@ -118,7 +127,6 @@ class PowerLossLogFile implements LogFile {
 
   private async syncOnce(): Promise<void> {
     const delayMs = this.port.syncDelayMs;
-    if (delayMs > 0) await new Promise<void>((resolve) => setTimeout(resolve, delayMs));
     // Take the kept writes first: writes made while we write them out belong to the next sync.
     const batch = this.kept;
     this.kept = [];
@@ -129,7 +137,15 @@ class PowerLossLogFile implements LogFile {
     assert(this.syncing.length === 0, 'one datasync at a time per log file');
     this.syncing = batch;
     try {
-      for (const w of batch) await this.inner.write(w.data, w.position);
+      if (delayMs > 0) {
+        // Caught mid-flush: a prefix is on the disk before the wait, the rest after it.
+        const [early, late] = splitAtSector(batch, this.port.random());
+        for (const w of early) await this.inner.write(w.data, w.position);
+        await new Promise<void>((resolve) => setTimeout(resolve, delayMs));
+        for (const w of late) await this.inner.write(w.data, w.position);
+      } else {
+        for (const w of batch) await this.inner.write(w.data, w.position);
+      }
     } finally {
       this.syncing = [];
     }
@@ -151,6 +167,44 @@ class PowerLossLogFile implements LogFile {
   }
 }
 
+/** Sector-aligned pieces of a write: its bytes cut at every TORN_WRITE_SECTOR_BYTES boundary. */
+function piecesOf(w: KeptWrite): number {
+  const first = Math.floor(w.position / TORN_WRITE_SECTOR_BYTES);
+  const last = Math.floor((w.position + w.data.length - 1) / TORN_WRITE_SECTOR_BYTES);
+  return last - first + 1;
+}
+
+/**
+ * Splits writes (in order) into what reached the disk before a flush's wait and what after: the
+ * first k sector pieces, k uniform in [0, pieces], where `r` in [0, 1) picks k.
+ */
+function splitAtSector(writes: readonly KeptWrite[], r: number): [KeptWrite[], KeptWrite[]] {
+  assert(r >= 0 && r < 1, 'random pick is in [0, 1)');
+  let total = 0;
+  for (const w of writes) total += piecesOf(w);
+  let k = Math.floor(r * (total + 1));
+  const early: KeptWrite[] = [];
+  const late: KeptWrite[] = [];
+  for (const w of writes) {
+    const n = piecesOf(w);
+    if (k >= n) {
+      early.push(w);
+      k -= n;
+    } else if (k === 0) {
+      late.push(w);
+    } else {
+      // Cut inside this write, at the end of its k-th sector piece.
+      const cutAt =
+        (Math.floor(w.position / TORN_WRITE_SECTOR_BYTES) + k) * TORN_WRITE_SECTOR_BYTES;
+      const head = cutAt - w.position;
+      early.push({ position: w.position, data: w.data.subarray(0, head) });
+      late.push({ position: cutAt, data: w.data.subarray(head) });
+      k = 0;
+    }
+  }
+  return [early, late];
+}
+
 function endOf(writes: readonly KeptWrite[]): number {
   let end = 0;
   for (const w of writes) end = Math.max(end, w.position + w.data.length);
@@ -159,6 +213,7 @@ function endOf(writes: readonly KeptWrite[]): number {
 
 class PowerLossPort implements LogFs {
   readonly syncDelayMs: number;
+  readonly random: () => number;
   private unsyncedWrites = 0;
   private unsyncedBytes = 0;
   private droppedWrites = 0;
@@ -170,6 +225,7 @@ class PowerLossPort implements LogFs {
     const delay = options.syncDelayMs ?? 0;
     assert(Number.isFinite(delay) && delay >= 0 && delay <= 10_000, 'sync delay is 0..10000 ms');
     this.syncDelayMs = delay;
+    this.random = options.random ?? Math.random;
   }
 
   get stats(): PowerLossStats {

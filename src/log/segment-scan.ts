@@ -34,6 +34,11 @@ export interface BadSpot {
   readonly reason: string;
   /** Declared end of the damaged batch when its frame was readable, else null. */
   readonly declaredEnd: number | null;
+  /** The damaged batch's number and record count when its frame was readable, else null. */
+  readonly batchNo: number | null;
+  readonly recordsDeclared: number | null;
+  /** Records of the damaged batch that decoded intact before the damage. */
+  readonly recordsIntact: number;
 }
 
 export type SegmentScan =
@@ -93,17 +98,12 @@ export function scanSegment(
   while (pos + FRAME_BYTES <= buf.length) {
     if (isZero(buf, pos, pos + FRAME_BYTES)) {
       // End of the written region, unless something was written after it.
-      if (lastNonZero >= pos)
-        bad = { offset: pos, reason: 'data after a zero frame', declaredEnd: null };
+      if (lastNonZero >= pos) bad = frameless(pos, 'data after a zero frame');
       break;
     }
     const fr = decodeFrame(buf, pos);
     if (!fr.ok || fr.frame.type !== TYPE_BATCH) {
-      bad = {
-        offset: pos,
-        reason: fr.ok ? 'expected a batch frame' : fr.reason,
-        declaredEnd: null,
-      };
+      bad = frameless(pos, fr.ok ? 'expected a batch frame' : fr.reason);
       break;
     }
     const batchNo = fr.frame.seq;
@@ -135,7 +135,14 @@ export function scanSegment(
     }
     if (why === null && p !== end) why = 'batch body longer than its records';
     if (why !== null) {
-      bad = { offset: pos, reason: why, declaredEnd: end };
+      bad = {
+        offset: pos,
+        reason: why,
+        declaredEnd: end,
+        batchNo,
+        recordsDeclared: count,
+        recordsIntact: records.length,
+      };
       break;
     }
     batches.push({ batchNo, offset: pos, bytes: end - pos, records });
@@ -143,9 +150,21 @@ export function scanSegment(
     pos = end;
   }
   if (bad === null && pos + FRAME_BYTES > buf.length && lastNonZero >= pos) {
-    bad = { offset: pos, reason: 'trailing bytes shorter than a frame', declaredEnd: null };
+    bad = frameless(pos, 'trailing bytes shorter than a frame');
   }
   return { ok: true, segmentSizeBytes, batches, endOffset: pos, lastNonZero, bad };
+}
+
+/** A bad spot where no readable batch frame starts. */
+function frameless(offset: number, reason: string): BadSpot {
+  return {
+    offset,
+    reason,
+    declaredEnd: null,
+    batchNo: null,
+    recordsDeclared: null,
+    recordsIntact: 0,
+  };
 }
 
 const BATCH_FRAME_SIGNATURE = Buffer.from([

@@ -1,28 +1,38 @@
-// Child process for test/log-crash.test.ts: opens the commit log in LOG_DIR and appends for
-// several cohorts concurrently until it is SIGKILLed. Every resolved operation is reported on
-// stdout (synchronous on a pipe on Linux) BEFORE the next one of that cohort starts:
+// Child process for test/log-crash.test.ts: once its imports are loaded it prints "warm" and
+// waits for "go <seed>" on stdin (so the test can start the next child while it checks the last
+// one); then it opens the commit log in LOG_DIR and appends for several cohorts concurrently
+// until it is SIGKILLed. Every resolved operation is reported on stdout (synchronous on a pipe on
+// Linux) BEFORE the next one of that cohort starts:
 //   A c epoch fromSeq toSeq   entries resolved (durable)
 //   T c afterSeq              about to truncate (intent: the truncate may land without a "t")
 //   t c afterSeq              truncate resolved
 //   C c epoch seq             commit record resolved ({ sync: false }: written, not fsynced)
 //   K c seq                   about to set checkpoint (GC may then drop entries <= seq)
 //   G n                       a GC pass deleted n segments
-// Exits by itself when stdin closes (the test runner died).
+// The log's file port comes from the environment (SKV_TEST_POWER_LOSS=1: the power-loss
+// emulation, src/log/power-loss-fs.ts). Exits by itself when stdin closes (the test runner died).
 
+import { createInterface } from 'node:readline';
 import { CommitLog } from '../../src/log/commit-log.js';
 import { crashPayload, mulberry32 } from './log-crash-shared.js';
 
 const dir = process.env.LOG_DIR;
-const seed = Number(process.env.LOG_SEED ?? '1');
 const cohorts = Number(process.env.LOG_COHORTS ?? '6');
 const segmentSizeBytes = Number(process.env.LOG_SEGMENT_BYTES ?? String(256 * 1024));
 if (dir === undefined) throw new Error('LOG_DIR is required');
 
-process.stdin.on('end', () => process.exit(3));
-process.stdin.resume();
+const out = (line: string) => process.stdout.write(`${line}\n`);
+const input = createInterface({ input: process.stdin });
+input.on('close', () => process.exit(3));
+out('warm');
+const seed = await new Promise<number>((resolve) => {
+  input.on('line', (line) => {
+    const [word, arg] = line.split(' ');
+    if (word === 'go') resolve(Number(arg));
+  });
+});
 
 const rand = mulberry32(seed);
-const out = (line: string) => process.stdout.write(`${line}\n`);
 const { log } = await CommitLog.open({ dir, segmentSizeBytes });
 
 async function cohortWorker(c: number): Promise<never> {
