@@ -183,6 +183,32 @@ describe('kustomization', () => {
     expect(out[0]).toMatchObject({ data: { k: 'new' } });
   });
 
+  it('refuses a leading-zero integer (octal to kubectl, decimal to the yaml package)', () => {
+    const secretVolume = (mode: string) =>
+      `apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  volumes: [{name: s, secret: {defaultMode: ${mode}}}]\n`;
+    const bad = tree('octal', {
+      'kustomization.yaml': 'resources: [p.yaml]\n',
+      'p.yaml': secretVolume('0440'),
+    });
+    expect(() => renderKustomization(bad)).toThrow(/leading zero/);
+    const inline = tree('octal-inline', {
+      'kustomization.yaml': `resources: [p.yaml]\npatches:\n  - patch: |\n${secretVolume('0440')
+        .split('\n')
+        .map((l) => `      ${l}`)
+        .join('\n')}\n`,
+      'p.yaml': secretVolume('288'),
+    });
+    expect(() => renderKustomization(inline)).toThrow(/leading zero/);
+    const good = tree('decimal', {
+      'kustomization.yaml': 'resources: [p.yaml]\n',
+      'p.yaml': secretVolume('288'),
+    });
+    expect(renderKustomization(good)[0]).toMatchObject({
+      spec: { volumes: [{ secret: { defaultMode: 288 } }] },
+    });
+    if (hasKubectl) expect(renderKustomization(good)).toEqual(kubectlKustomize(good));
+  });
+
   it.skipIf(!hasKubectl)('agrees with kubectl kustomize on a patched deployment', () => {
     const dir = tree('merge-vs-kubectl', {
       'kustomization.yaml': 'resources: [d.yaml]\npatches: [{path: p.yaml}]\n',

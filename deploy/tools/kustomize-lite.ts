@@ -19,7 +19,7 @@
 
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, visit } from 'yaml';
 
 export type KObject = Record<string, unknown> & {
   apiVersion: string;
@@ -154,12 +154,33 @@ function stripNulls(v: unknown): unknown {
 }
 
 function readYamlDocuments(file: string): unknown[] {
-  const docs = parseAllDocuments(readFileSync(file, 'utf8'));
+  return parseYamlDocuments(readFileSync(file, 'utf8'), file);
+}
+
+/**
+ * Parses YAML as `yaml` (1.2 core schema) does, refusing what kubectl reads differently: a plain
+ * integer with a leading zero (`defaultMode: 0440`) is octal to kubectl's YAML 1.1 reader (288)
+ * and decimal here (440), so it is an error rather than a silent disagreement.
+ */
+function parseYamlDocuments(text: string, where: string): unknown[] {
   const out: unknown[] = [];
-  for (const doc of docs) {
+  for (const doc of parseAllDocuments(text)) {
     if (doc.errors.length > 0) {
-      throw new KustomizeLiteError(`${file}: ${doc.errors.map((e) => e.message).join('; ')}`);
+      throw new KustomizeLiteError(`${where}: ${doc.errors.map((e) => e.message).join('; ')}`);
     }
+    visit(doc, {
+      Scalar(_key, node) {
+        if (node.type === 'PLAIN' && typeof node.value === 'number') {
+          const source = String((node as { source?: unknown }).source ?? '');
+          if (/^[-+]?0[0-9]/.test(source)) {
+            throw new KustomizeLiteError(
+              `${where}: ${source} has a leading zero, octal to kubectl and decimal here; ` +
+                'write the decimal value (0440 = 288) or quote it',
+            );
+          }
+        }
+      },
+    });
     const value: unknown = doc.toJS();
     if (value !== null && value !== undefined) out.push(value);
   }
@@ -310,7 +331,7 @@ function applyPatches(objects: KObject[], patches: unknown, dir: string): KObjec
     }
     let docs: unknown[];
     if (typeof p.path === 'string') docs = readYamlDocuments(path.join(dir, p.path));
-    else if (typeof p.patch === 'string') docs = parseAllDocuments(p.patch).map((d) => d.toJS());
+    else if (typeof p.patch === 'string') docs = parseYamlDocuments(p.patch, `${dir}: patch`);
     else throw new KustomizeLiteError(`${dir}: a patch needs path or patch`);
     for (const doc of docs) {
       const patch = asObject(doc, `${dir}: patch`);

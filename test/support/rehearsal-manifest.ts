@@ -40,6 +40,7 @@ export interface EnvVar {
 
 export interface Probe {
   readonly grpc?: { readonly port: number; readonly service?: string };
+  readonly exec?: { readonly command: readonly string[] };
   readonly initialDelaySeconds?: number;
   readonly periodSeconds?: number;
   readonly timeoutSeconds?: number;
