@@ -222,6 +222,13 @@ export class SkvNode {
     const { log } = await CommitLogImpl.open({
       dir: path.join(config.dataDir, 'log'),
       onFatal: (err) => (node === null ? process.exit(70) : node.fatal(err)),
+      // Recovery truncated a torn final batch (FORMAT.md "Known limit"): say so in the node's log.
+      ...(deps.log === undefined
+        ? {}
+        : {
+            onWarning: (message: string, tornTail: object) =>
+              deps.log?.('warn', message, { node: config.id, tornTail: { ...tornTail } }),
+          }),
       ...(deps.requests?.groupCommit === undefined
         ? {}
         : { onGroupCommit: deps.requests.groupCommit.bind(deps.requests) }),
