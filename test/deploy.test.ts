@@ -861,6 +861,62 @@ describe('deploy/Containerfile', () => {
     expect(admitted('test/deploy.test.ts')).toBe(false);
   });
 
+  it('gives the runtime stage every module and package the entrypoint imports', () => {
+    // From bin/skv.js, follow relative imports (dist/<p>.js is compiled from <p>.ts) and collect
+    // the packages they import. The runtime stage has the dist directories it COPYs from the
+    // build, the production dependencies (npm ci --omit=dev), and the node_modules it COPYs.
+    const copiedFromBuild = finalOp('COPY')
+      .filter((i) => i.args.startsWith('--from=build /src/'))
+      .map((i) => (i.args.split(/\s+/)[1] ?? '').slice('/src/'.length));
+    const lock = JSON.parse(readFileSync(path.join(REPO, 'package-lock.json'), 'utf8')) as {
+      packages: Record<string, { dev?: boolean; dependencies?: Record<string, string> }>;
+    };
+    const seen = new Set<string>();
+    const packages = new Set<string>();
+    const notCopied: string[] = [];
+    const visit = (rel: string, from: string) => {
+      if (seen.has(rel)) return;
+      seen.add(rel);
+      const compiled = rel === 'bin/skv.js' ? rel : `dist/${rel.replace(/\.ts$/, '.js')}`;
+      const inImage =
+        rel === 'bin/skv.js' || copiedFromBuild.some((c) => compiled.startsWith(`${c}/`));
+      if (!inImage) notCopied.push(`${compiled} (imported by ${from})`);
+      const text = readFileSync(path.join(REPO, rel), 'utf8');
+      const specs = text.matchAll(
+        /^\s*(?:import|export)\s[^'";]*?from\s*'([^']+)'|^\s*import\s*'([^']+)'|import\(\s*'([^']+)'\s*\)/gm,
+      );
+      for (const m of specs) {
+        const spec = m[1] ?? m[2] ?? m[3] ?? '';
+        if (spec.startsWith('.')) {
+          let target = path.normalize(path.join(path.dirname(rel), spec));
+          if (target.startsWith('dist/')) target = target.slice('dist/'.length);
+          visit(target.replace(/\.js$/, '.ts'), rel);
+        } else if (!spec.startsWith('node:')) {
+          const parts = spec.split('/');
+          packages.add((spec.startsWith('@') ? parts.slice(0, 2) : parts.slice(0, 1)).join('/'));
+        }
+      }
+    };
+    visit('bin/skv.js', 'the ENTRYPOINT');
+    expect(seen.size).toBeGreaterThan(30);
+    expect(notCopied).toEqual([]);
+    // Every package reached, with its dependencies from the lock; the dev-only ones must be
+    // copied from the build stage, and nothing else is (the workaround goes when they do).
+    const devReached = new Set<string>();
+    const walked = new Set<string>();
+    const walk = (name: string) => {
+      if (walked.has(name)) return;
+      walked.add(name);
+      const entry = lock.packages[`node_modules/${name}`];
+      expect(entry, `${name} is in package-lock.json`).toBeDefined();
+      if (entry?.dev === true) devReached.add(`node_modules/${name}`);
+      for (const dep of Object.keys(entry?.dependencies ?? {})) walk(dep);
+    };
+    for (const p of packages) walk(p);
+    const copiedModules = copiedFromBuild.filter((c) => c.startsWith('node_modules/'));
+    expect([...copiedModules].sort()).toEqual([...devReached].sort());
+  });
+
   it('copies only paths that exist in the repository', () => {
     for (const i of instructions.filter((x) => x.op === 'COPY' && !x.args.startsWith('--from'))) {
       const sources = i.args.split(/\s+/).slice(0, -1);
