@@ -62,6 +62,30 @@ class Inbox<T> {
   }
 }
 
+/**
+ * Connect deadline of the sessions these tests set up (not of the sessions under test): on a
+ * loaded 2-core machine ZooKeeper's first sessions were seen to take over 5 s (the default).
+ */
+const SETUP_CONNECT_MS_MAX = 30_000;
+
+/**
+ * Waits until ZooKeeper serves sessions: `ruok` answers before the server can create one (the
+ * first session writes and fsyncs a fresh transaction log), so open one and close it.
+ */
+async function zooKeeperServing(connectString: string): Promise<void> {
+  const probe = new ZooKeeperCoordinator({
+    connectString,
+    cluster: 'ready',
+    connectTimeoutMs: SETUP_CONNECT_MS_MAX,
+  });
+  try {
+    await probe.start();
+    await probe.readRangeMap();
+  } finally {
+    await probe.close();
+  }
+}
+
 function percentile(sorted: readonly number[], p: number): number {
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i] ?? Number.NaN;
@@ -90,7 +114,12 @@ describe('ZooKeeperCoordinator', () => {
     cluster: string,
     options: Partial<ZooKeeperCoordinatorOptions> = {},
   ): Promise<ZooKeeperCoordinator> {
-    const c = new ZooKeeperCoordinator({ connectString: zk.connectString, cluster, ...options });
+    const c = new ZooKeeperCoordinator({
+      connectString: zk.connectString,
+      cluster,
+      connectTimeoutMs: SETUP_CONNECT_MS_MAX,
+      ...options,
+    });
     open.push(c);
     await c.start();
     return c;
@@ -99,6 +128,7 @@ describe('ZooKeeperCoordinator', () => {
 
   beforeAll(async () => {
     zk = await startTestZooKeeper();
+    await zooKeeperServing(zk.connectString);
   });
   afterAll(async () => {
     await Promise.all(open.map((c) => c.close()));
@@ -527,6 +557,7 @@ describe('ZooKeeperCoordinator session expiry', () => {
   const open: ZooKeeperCoordinator[] = [];
   beforeAll(async () => {
     zk = await startTestZooKeeper();
+    await zooKeeperServing(zk.connectString);
   });
   afterAll(async () => {
     zk?.zk.signal('SIGCONT');
@@ -539,8 +570,13 @@ describe('ZooKeeperCoordinator session expiry', () => {
       connectString: via,
       cluster,
       sessionTimeoutMs,
+      connectTimeoutMs: SETUP_CONNECT_MS_MAX,
     });
-    const b = new ZooKeeperCoordinator({ connectString: zk.connectString, cluster });
+    const b = new ZooKeeperCoordinator({
+      connectString: zk.connectString,
+      cluster,
+      connectTimeoutMs: SETUP_CONNECT_MS_MAX,
+    });
     open.push(a, b);
     const events = new Inbox<SessionEvent>();
     a.onSessionEvent(events.push);
