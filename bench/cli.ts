@@ -17,7 +17,6 @@ import {
   runBench,
 } from './runner.js';
 import type { BenchTarget, ReadConsistency } from './target.js';
-import { EtcdTarget } from './targets/etcd.js';
 import { type ApiPath, MemoryTarget } from './targets/memory.js';
 import { SkvTarget } from './targets/skv.js';
 import { UnaryTarget } from './targets/skv-unary.js';
@@ -145,7 +144,7 @@ function serverList(o: BenchCommandOptions): string[] {
   return servers;
 }
 
-export function createTarget(o: BenchCommandOptions): BenchTarget {
+export async function createTarget(o: BenchCommandOptions): Promise<BenchTarget> {
   switch (o.target) {
     case 'skv': {
       const servers = serverList(o);
@@ -154,7 +153,10 @@ export function createTarget(o: BenchCommandOptions): BenchTarget {
     }
     case 'memory':
       return new MemoryTarget({ timeoutMs: o.timeoutMs, api: o.api });
-    case 'etcd':
+    case 'etcd': {
+      // Loaded only here: etcd3 is a devDependency, and `skv` (which registers this command)
+      // must start without it, as in the container image.
+      const { EtcdTarget } = await import('./targets/etcd.js');
       // Client URLs of the members; a bare host:port means http.
       return new EtcdTarget({
         endpoints: serverList(o).map((s) => (s.includes('://') ? s : `http://${s}`)),
@@ -162,6 +164,7 @@ export function createTarget(o: BenchCommandOptions): BenchTarget {
         columnsPerRow: o.fieldCount,
         serverPids: o.serverPids ?? [],
       });
+    }
     case 'zookeeper':
       // One session per listed server.
       return new ZooKeeperTarget({
@@ -180,7 +183,7 @@ export async function runBenchCommand(
   const workloads = workloadsFor(o);
   const base = runOptionsFor(o);
   const outDir = o.out ?? `bench/results/tmp/${new Date().toISOString().replace(/[:.]/g, '-')}`;
-  const target = createTarget(o);
+  const target = await createTarget(o);
   const runs: RunOutput[] = [];
   try {
     await target.setup();
