@@ -51,6 +51,11 @@ export interface ClusterOptions {
   readonly uids?: readonly number[];
   /** Extra environment for every node process. */
   readonly env?: Readonly<Record<string, string>>;
+  /**
+   * The ZooKeeper connect string node `nodeId` is given (default: ZooKeeper's own), e.g. a proxy
+   * in front of it (test/support/zk-withholding-proxy.ts); called once per node at start.
+   */
+  readonly zkConnect?: (nodeId: string, zkConnectString: string) => Promise<string>;
   /** Extra environment per node (over `env`), e.g. a failpoint gate file of its own. */
   readonly nodeEnv?: (nodeId: string) => Readonly<Record<string, string>>;
 }
@@ -65,6 +70,8 @@ export interface TestNode {
   process: ChildProcess | null;
   /** The uid the node runs as (undefined: ours). */
   readonly uid?: number;
+  /** The ZooKeeper connect string the node uses (ClusterOptions.zkConnect). */
+  readonly zkConnect: string;
 }
 
 export class TestCluster {
@@ -104,6 +111,10 @@ export class TestCluster {
           metricsAddress: options.metrics === true ? `127.0.0.1:${await freePort()}` : null,
           process: null,
           ...(uid === undefined ? {} : { uid }),
+          zkConnect:
+            options.zkConnect === undefined
+              ? zk.connectString
+              : await options.zkConnect(id, zk.connectString),
         });
       }
       const ids = c.nodes.map((x) => x.id);
@@ -156,7 +167,7 @@ export class TestCluster {
       '--listen',
       node.address,
       '--zk',
-      this.zk.connectString,
+      node.zkConnect,
       '--data',
       node.dataDir,
       '--cluster',

@@ -2,7 +2,11 @@
 // - withhold: models the reported "withheld reply": after the first server frame (the connect
 //   response), bytes from the server are held back until the client sends something more (its
 //   next request or ping), then released. A lone request's reply then waits for the session's
-//   next ping unless the client nudges.
+//   next ping unless the client nudges. Two scopes: `all` (default) holds every byte, watch
+//   notifications and ping replies too; `replies` holds only replies to requests (frames whose
+//   xid is not -1, a notification, or -2, a ping) — the reported behaviour — and passes the
+//   others at once unless something is already held (then they queue behind it: the order of
+//   the stream is kept).
 // - partitioned: a network partition: every byte in both directions is dropped, connections
 //   stay open (new ones are accepted and black-holed too). The server keeps running, so it
 //   expires the sessions behind the proxy exactly as it would in production.
@@ -17,7 +21,17 @@ export interface WithholdingProxy {
   close(): Promise<void>;
 }
 
-export async function startWithholdingProxy(target: string): Promise<WithholdingProxy> {
+/** Frames the server sends with these xids are not replies to a request. */
+const XID_NOTIFICATION = -1;
+const XID_PING = -2;
+/** A frame longer than this is not ZooKeeper's (jute.maxbuffer is 1 MiB by default). */
+const FRAME_BYTES_MAX = 16 * 1024 * 1024;
+
+export async function startWithholdingProxy(
+  target: string,
+  options: { scope?: 'all' | 'replies' } = {},
+): Promise<WithholdingProxy> {
+  const scope = options.scope ?? 'all';
   const [host, portText] = target.split(':');
   const sockets = new Set<net.Socket>();
   const state = { withhold: true, partitioned: false };
@@ -33,8 +47,35 @@ export async function startWithholdingProxy(target: string): Promise<Withholding
       if (held.length > 0) client.write(Buffer.concat(held));
       held = [];
     };
+    // `replies` scope: whole frames (4-byte length, then the reply header's xid).
+    let pending: Buffer = Buffer.alloc(0);
+    const frames = (chunk: Buffer): void => {
+      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+      while (pending.length >= 4) {
+        const length = pending.readInt32BE(0);
+        if (length < 0 || length > FRAME_BYTES_MAX) {
+          end(); // not ZooKeeper's protocol: stop, rather than pass or hold garbage
+          return;
+        }
+        if (pending.length < 4 + length) return;
+        const frame = pending.subarray(0, 4 + length);
+        pending = pending.subarray(4 + length);
+        const xid = length >= 4 ? frame.readInt32BE(4) : 0;
+        const reply = xid !== XID_NOTIFICATION && xid !== XID_PING;
+        if (!firstReplySeen || !state.withhold || (!reply && held.length === 0)) {
+          firstReplySeen = true;
+          client.write(frame);
+        } else {
+          held.push(frame);
+        }
+      }
+    };
     upstream.on('data', (chunk: Buffer) => {
       if (state.partitioned) return;
+      if (scope === 'replies') {
+        frames(chunk);
+        return;
+      }
       if (!firstReplySeen || !state.withhold) {
         firstReplySeen = true;
         client.write(chunk);

@@ -34,20 +34,38 @@
 // waits for the transaction log fsync, so a slow disk (other processes fsyncing) stalls setData
 // and sync, and everything queued behind them, while reads pass. A "reply only on the next
 // ping" on top of that cannot be ruled out from here, so the session defends against both:
-//   1. nudge: when a request has no reply after nudgeAfterMs (default 100), an `exists /` read
+//   1. nudge: when a request has no reply after nudgeAfterMs (default 25), an `exists /` read
 //      is sent on the same session, and again every nudgeAfterMs while the request is pending
 //      (at most one per nudgeAfterMs/2 per session and 16 outstanding). Any inbound traffic
 //      that releases a withheld reply does so at once, instead of at the next ping
 //      (sessionTimeout/3 later). A first version allowed only one outstanding nudge: when the
 //      nudge overtook a slow (fsync-bound) reply, the nudge's own reply was held and blocked
 //      every later nudge, and the op waited for the ping after all (seen in the test, 2001 ms).
-//   2. every request has a deadline, so an election never waits on a stuck reply forever.
+//   2. linger: after a coordinator request (not a heartbeat) settles, nudges go on every
+//      nudgeAfterMs for leadershipGraceMs. A withheld reply holds back everything the server
+//      sends after it on that socket, watch notifications too, and a node waiting on a watch
+//      (an election: the leader znode gone, the second candidate) has no request pending to
+//      nudge for; without the linger the notification waited for the next heartbeat (up to
+//      sessionTimeout/6).
+//   Measured with three real nodes behind that proxy (test/cluster-zk-faults.test.ts, 2 s
+//   sessions, replies withheld, load average ~10 on 2 cores; SIGKILL of a leader to the first
+//   write served by its successor): no nudge (so no linger) 7735 ms; nudge 100 ms 3476–3863 ms, with the linger
+//   3279–3551 ms (an election is a handful of sequential requests, each waiting nudgeAfterMs);
+//   nudge 25 ms with the linger 2411–2789 ms; the same cluster with nothing withheld 2595 ms;
+//   notifications withheld as well ('all'): 3105 ms. Hence the 25 ms default: on a healthy
+//   server a reply takes ~5 ms (p99 ~21 ms for setData, below), so a nudge is rare there.
+//   3. every request has a deadline, so an election never waits on a stuck reply forever.
+// skv never issues `sync` (neither this file nor zk-coordinator.ts calls it), so of the two
+// reported requests only setData (the epoch CAS, inside the leadership multi) is on its path.
 // test/coordination.test.ts proves (1) against a proxy that withholds every reply until the
 // client sends its next packet (the reported behaviour, modelled; session 6000 ms, so the
 // library pings after 2000 ms idle): casEpoch took 2000.1–2003.6 ms without the nudge and
-// 100.3–103.6 ms with nudgeAfterMs 100. Against the real server, loops of 50 of every
-// Coordinator call (session 2000 ms, with the nudge on) measured p99 2.6–17.0 ms on a quiet
-// machine and p99 ≤ 174.6 ms (writeLeader) at load average ~10; no nudge was needed there.
+// 100.3–103.6 ms with nudgeAfterMs 100; test/cluster-zk-faults.test.ts puts real `skv server`
+// processes behind that proxy and times a leader's replacement after SIGKILL (the hidden
+// SKV_TEST_ONLY_ZK_NUDGE_AFTER_MS=0 turns the nudge off there). Against the real server, loops
+// of 50 of every Coordinator call (session 2000 ms, with the nudge on) measured p99 2.6–17.0 ms
+// on a quiet machine and p99 ≤ 174.6 ms (writeLeader) at load average ~10; no nudge was needed
+// there.
 
 import zookeeper from 'node-zookeeper-client';
 import { assert } from '../../core/assert.js';
@@ -55,7 +73,19 @@ import { ClosedError, SkvError } from '../../core/errors.js';
 import type { SessionEvent, SessionState, Unsubscribe } from '../coordinator.js';
 
 export const SESSION_TIMEOUT_MS_DEFAULT = 2000;
-export const NUDGE_AFTER_MS_DEFAULT = 100;
+export const NUDGE_AFTER_MS_DEFAULT = 25;
+/**
+ * TEST ONLY, hidden (no flag): overrides the default nudgeAfterMs of every session in the process
+ * (0 turns the nudge off), so a real-process test can show what the nudge is worth. Unset in
+ * production; read once at load.
+ */
+const TEST_ONLY_NUDGE_AFTER_MS: number | undefined = (() => {
+  const v = process.env.SKV_TEST_ONLY_ZK_NUDGE_AFTER_MS;
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  assert(Number.isInteger(n) && n >= 0, 'SKV_TEST_ONLY_ZK_NUDGE_AFTER_MS: a non-negative integer');
+  return n;
+})();
 /** Nudges awaiting their reply, per session, at most (each is one small read). */
 const NUDGES_OUTSTANDING_MAX = 16;
 /** Listeners of one session's events; more is a leak. */
@@ -104,6 +134,9 @@ export class ZkSession {
   private notConnectedSinceMs = 0;
   private nudgesOutstanding = 0;
   private lastNudgeMs = Number.NEGATIVE_INFINITY;
+  /** Nudges go on until then (performance.now()); see the header, "linger". */
+  private lingerUntilMs = Number.NEGATIVE_INFINITY;
+  private lingerTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private readonly requestedSessionTimeoutMs: number;
   readonly connectTimeoutMs: number;
@@ -121,7 +154,7 @@ export class ZkSession {
       options.connectTimeoutMs ?? Math.max(5000, 2 * this.requestedSessionTimeoutMs);
     this.requestTimeoutMs =
       options.requestTimeoutMs ?? Math.max(2000, this.requestedSessionTimeoutMs);
-    this.nudgeAfterMs = options.nudgeAfterMs ?? NUDGE_AFTER_MS_DEFAULT;
+    this.nudgeAfterMs = options.nudgeAfterMs ?? TEST_ONLY_NUDGE_AFTER_MS ?? NUDGE_AFTER_MS_DEFAULT;
     this.heartbeatIntervalMsOption = options.heartbeatIntervalMs;
     this.reconnectDelayMs = options.reconnectDelayMs ?? 200;
   }
@@ -207,6 +240,8 @@ export class ZkSession {
     this.closed = true;
     if (this.heartbeatTimer !== null) clearInterval(this.heartbeatTimer);
     this.heartbeatTimer = null;
+    if (this.lingerTimer !== null) clearTimeout(this.lingerTimer);
+    this.lingerTimer = null;
     const handle = this.current;
     this.current = null;
     this.state = 'closed';
@@ -279,6 +314,7 @@ export class ZkSession {
         settled = true;
         clearTimeout(deadline);
         if (nudgeTimer !== null) clearTimeout(nudgeTimer);
+        if (what !== 'heartbeat') this.linger();
       };
       armNudge();
       try {
@@ -314,6 +350,23 @@ export class ZkSession {
 
   private contact(sendMs: number): void {
     if (sendMs > this.lastContactSendMs) this.lastContactSendMs = sendMs;
+  }
+
+  /** Keeps nudging for leadershipGraceMs from now (see the header, "linger"). */
+  private linger(): void {
+    if (this.nudgeAfterMs <= 0 || this.closed) return;
+    this.lingerUntilMs = performance.now() + this.leadershipGraceMs;
+    if (this.lingerTimer !== null) return;
+    const step = (): void => {
+      this.lingerTimer = null;
+      const handle = this.current;
+      if (this.closed || handle === null || performance.now() >= this.lingerUntilMs) return;
+      this.nudge(handle);
+      this.lingerTimer = setTimeout(step, this.nudgeAfterMs);
+      this.lingerTimer.unref();
+    };
+    this.lingerTimer = setTimeout(step, this.nudgeAfterMs);
+    this.lingerTimer.unref();
   }
 
   /** A cheap read on the same session; its traffic releases a withheld reply (see header). */
