@@ -8,18 +8,29 @@
 //    what keeps the election's requests from waiting for the next heartbeat; the hidden
 //    SKV_TEST_ONLY_ZK_NUDGE_AFTER_MS=0 (in this process's environment, passed on to the nodes)
 //    turns it off to compare.
+// 2. Session step-down on a live process (DESIGN.md §5 rule 6, PAPER-NOTES §4.5): the leader's
+//    ZooKeeper link is partitioned while its peers and clients still reach it. Within 2/3 of the
+//    session timeout, before ZooKeeper can expire its session and another node be elected, it
+//    logs "leadership unsafe" and acknowledges no write after that.
 //
 // Measured figures are printed with the prefix "[zk-faults]". SKV_TEST_BIN as in
 // test/support/cluster.ts.
 
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { KVClient } from '../src/rpc/generated/skv/v1/kv.js';
+import { KVClient, type PutRequest, type PutResponse } from '../src/rpc/generated/skv/v1/kv.js';
 import { TestCluster } from './support/cluster.js';
 import { startWithholdingProxy, type WithholdingProxy } from './support/zk-withholding-proxy.js';
 
 const SESSION_TIMEOUT_MS = 2000;
+/** The node's leadership rule: no confirmed ZooKeeper contact for 2/3 of the session. */
+const LEADERSHIP_GRACE_MS = Math.floor((SESSION_TIMEOUT_MS * 2) / 3);
+/** The node checks the rule every tick (50 ms); allow two and the log write. */
+const STEP_DOWN_SLACK_MS = 150;
+
+const b = (s: string) => Buffer.from(s);
 
 function say(msg: string): void {
   console.log(`[zk-faults] ${msg}`);
@@ -155,6 +166,94 @@ describe('skv cluster: ZooKeeper faults', () => {
     );
     expect(fresh.leader).not.toBe(old);
     expect(servingMs).toBeLessThan(SESSION_TIMEOUT_MS + 1000);
+    c.checkAlive();
+  }, 90_000);
+
+  it('a leader cut off from ZooKeeper (peers and clients still reach it) steps down within 2/3 of the session, before a new leader exists, and acks nothing after', async () => {
+    const c = await start();
+    const { leader: old } = await leaderOfA(c, c.addresses, () => true, 10_000);
+    const others = c.nodes.filter((n) => n.id !== old).map((n) => n.address);
+    // Writes sent to the old leader itself (unary; the stream client would re-route).
+    const g = new KVClient(c.node(old).address, credentials.createInsecure());
+    grpc.push(g);
+    // Times are Date.now(), the clock of the nodes' log lines (one machine).
+    const acks: { key: string; startMs: number; endMs: number }[] = [];
+    let stop = false;
+    const writer = async (w: number) => {
+      for (let i = 0; !stop && i < 10_000; i++) {
+        const key = `a-cut-${w}-${i}`;
+        const startMs = Date.now();
+        const ok = await new Promise<boolean>((resolve) =>
+          g.put(
+            { key: b(key), column: b('c'), value: b(key) } as PutRequest,
+            new Metadata(),
+            { deadline: Date.now() + 500 },
+            (err: ServiceError | null, _res?: PutResponse) => resolve(err === null),
+          ),
+        );
+        if (ok) acks.push({ key, startMs, endMs: Date.now() });
+        else await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    const writers = [0, 1, 2, 3].map(writer);
+    const t0 = performance.now();
+    try {
+      await waitUntil('writes acked by the leader', async () => acks.length >= 50, 10_000);
+      const cutAt = Date.now();
+      proxies.get(old)!.partitioned = true;
+      const fresh = await leaderOfA(c, others, (l) => l !== old, 15_000);
+      const electedAt = (await logLines(c, fresh.leader))
+        .filter((l) => l.msg === 'elected leader' && l.range === fresh.rangeId && l.time >= cutAt)
+        .map((l) => l.time)[0];
+      const unsafeAt = (await logLines(c, old))
+        .filter((l) => l.msg === 'leadership unsafe' && l.time >= cutAt)
+        .map((l) => l.time)[0];
+      say(`cut: a new leader seen ${(performance.now() - t0).toFixed(0)} ms into the test`);
+      stop = true;
+      await Promise.all(writers);
+      say(`cut: writers stopped ${(performance.now() - t0).toFixed(0)} ms into the test`);
+      expect(electedAt).toBeDefined();
+      const lastAck = Math.max(...acks.filter((a) => a.endMs < electedAt!).map((a) => a.endMs));
+      // A write sent after it logged the step-down reached it after the step-down (the log line
+      // and the step-down happen in one synchronous tick), and so did one sent after the rule's
+      // deadline (2/3 of the session and a little) whatever the log says: acknowledged before
+      // another node was elected, it would have been acknowledged by a leader that should have
+      // stepped down.
+      const stepDownBy = Math.min(
+        unsafeAt ?? Number.POSITIVE_INFINITY,
+        cutAt + LEADERSHIP_GRACE_MS + STEP_DOWN_SLACK_MS,
+      );
+      const lateAcks = acks.filter((a) => a.startMs > stepDownBy && a.endMs < electedAt!);
+      say(
+        `ZooKeeper link of leader ${old} cut: "leadership unsafe" ${unsafeAt === undefined ? 'never logged' : `${unsafeAt - cutAt} ms after the cut`} ` +
+          `(grace ${LEADERSHIP_GRACE_MS} ms), last ack via it ${lastAck - cutAt} ms, new leader ${fresh.leader} ` +
+          `elected ${electedAt! - cutAt} ms after the cut; ${acks.length} writes acked via ${old}, ` +
+          `${lateAcks.length} of those sent after its step-down acked before the election`,
+      );
+      expect(lateAcks).toEqual([]);
+      expect(unsafeAt).toBeDefined();
+      expect(unsafeAt! - cutAt).toBeLessThan(LEADERSHIP_GRACE_MS + STEP_DOWN_SLACK_MS);
+      expect(unsafeAt!).toBeLessThan(electedAt!);
+      // Every write it acknowledged is there (strong reads, 32 at a time).
+      const kv = c.client({ servers: others, timeoutMs: 10_000 });
+      const checkFrom = performance.now();
+      const lost: string[] = [];
+      for (let i = 0; i < acks.length; i += 32) {
+        await Promise.all(
+          acks.slice(i, i + 32).map(async (a) => {
+            const got = await kv.get(a.key, 'c');
+            if (got.value.toString() !== a.key) lost.push(a.key);
+          }),
+        );
+      }
+      say(
+        `checked ${acks.length} acked writes in ${(performance.now() - checkFrom).toFixed(0)} ms`,
+      );
+      expect(lost).toEqual([]);
+    } finally {
+      stop = true;
+      await Promise.all(writers);
+    }
     c.checkAlive();
   }, 90_000);
 });
