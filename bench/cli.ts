@@ -54,6 +54,7 @@ export interface BenchCommandOptions {
   seed: number;
   load: boolean;
   loadConcurrency: number;
+  loadStart: number;
   loadTimeout: number;
   operationCount: number;
   scanLengthMax: number;
@@ -125,6 +126,7 @@ export function runOptionsFor(o: BenchCommandOptions): RunOptions {
     seed: o.seed,
     load: o.load,
     loadConcurrency: o.loadConcurrency,
+    loadStart: o.loadStart,
     loadTimeoutS: o.loadTimeout,
     operationCountMax: o.operationCount,
     drainTimeoutMs: o.timeoutMs + 1_000,
@@ -293,6 +295,12 @@ export function registerBenchCommand(program: Command): Command {
       'inserts in flight while loading',
       intIn(1, CONCURRENCY_MAX),
       d.loadConcurrency,
+    )
+    .option(
+      '--load-start <n>',
+      'load only record numbers n.. (resume a load cut short; YCSB insertstart)',
+      intIn(0, 2 ** 40),
+      d.loadStart,
     )
     .option('--load-timeout <s>', 'load phase time limit', numberIn(1, 86_400), d.loadTimeoutS)
     .option(

@@ -56,6 +56,8 @@ export interface RunOptions {
   /** Insert the records first. */
   readonly load: boolean;
   readonly loadConcurrency: number;
+  /** The load inserts record numbers loadStart..recordCount-1 (YCSB's insertstart). */
+  readonly loadStart: number;
   readonly loadTimeoutS: number;
   /** Operations in the transaction phase at most (warm-up included); 0: no count bound. */
   readonly operationCountMax: number;
@@ -76,6 +78,7 @@ export const DEFAULT_RUN_OPTIONS: RunOptions = {
   seed: 1,
   load: true,
   loadConcurrency: 256,
+  loadStart: 0,
   loadTimeoutS: 3_600,
   operationCountMax: 0,
   drainTimeoutMs: 10_000,
@@ -190,6 +193,10 @@ export function validateRunOptions(o: RunOptions): void {
   assert(o.durationS > 0, 'duration must be > 0');
   assert(o.warmupS >= 0, 'warm-up must be >= 0');
   assert(o.loadTimeoutS > 0, 'load timeout must be > 0');
+  assert(
+    Number.isSafeInteger(o.loadStart) && o.loadStart >= 0 && o.loadStart <= o.recordCount,
+    'load start must be in [0, record count]',
+  );
   assert(o.operationCountMax >= 0, 'operation count must be >= 0');
   assert(o.drainTimeoutMs >= 0, 'drain timeout must be >= 0');
 }
@@ -258,7 +265,7 @@ async function runLoad(
   const errors = new Map<string, number>();
   const t0 = performance.now();
   const deadline = t0 + options.loadTimeoutS * 1000;
-  let nextKey = 0;
+  let nextKey = options.loadStart;
   let inserted = 0;
   let timedOut = false;
   progress?.start('load', options.loadTimeoutS, `${label} load`);
@@ -296,7 +303,7 @@ async function runLoad(
     }
   };
   try {
-    const workers = Math.min(options.loadConcurrency, options.recordCount);
+    const workers = Math.min(options.loadConcurrency, options.recordCount - options.loadStart);
     await Promise.all(Array.from({ length: workers }, worker));
   } finally {
     clearInterval(ticker);
@@ -304,7 +311,7 @@ async function runLoad(
   }
   const durationS = (performance.now() - t0) / 1000;
   return {
-    records: options.recordCount,
+    records: options.recordCount - options.loadStart,
     inserted,
     durationS,
     opsPerSec: inserted / Math.max(durationS, 1e-3),

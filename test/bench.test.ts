@@ -143,6 +143,18 @@ describe('bench runner against the in-memory gRPC edge', () => {
     expect(r.series.length).toBeGreaterThanOrEqual(1);
   });
 
+  it('--load-start resumes a load: only the records from there on are inserted', async () => {
+    const run = await runBench(target, workload('c'), {
+      ...short,
+      load: true,
+      recordCount: 1200,
+      loadStart: 1000,
+      operationCountMax: 10,
+    });
+    expect(run.result.load).toMatchObject({ records: 200, inserted: 200, errors: {} });
+    expect(server.backend.rowCount).toBe(1200);
+  });
+
   it('runs D (inserts grow the key space) and E (scans) without errors', async () => {
     for (const name of ['d', 'e'] as const) {
       const run = await runBench(target, workload(name), short);
