@@ -35,6 +35,11 @@ describe('regressions found by the random simulation', () => {
     clean(17);
   });
 
+  it('seeds 16, 20: a restarted replica served timeline reads from what local recovery replayed (less than it had applied before the crash, the commit hint is not forced) before catching up, so its reads went back in time', () => {
+    clean(16);
+    clean(20);
+  });
+
   it('seeds 1, 4: the retransmit timer was reset by heartbeat acks, so a follower holding a divergent suffix was never repaired (no convergence after heal)', () => {
     clean(1);
     clean(4);
