@@ -8,12 +8,12 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ZooKeeperCoordinator } from '../src/coordination/zookeeper/zk-coordinator.js';
-import { freePort } from '../src/devtools/local-zookeeper.js';
 
 // SKV_TEST_BIN: another built `skv` (as in test/support/cluster.ts), e.g. a deliberately broken one.
 const BIN =
@@ -64,6 +64,27 @@ function descendants(root: number): number[] {
     }
   }
   return out.filter(alive);
+}
+
+/**
+ * A base port for `skv dev` (it takes base..base+2 for nodes and base+1000.. for their pages)
+ * below the kernel's ephemeral range (32768-60999 here), where freePort() and every outgoing
+ * connection of the tests running beside this one take theirs: a node port probed free could
+ * be taken by one of those before the node binds it (a CI run lost a node that way, it seems).
+ */
+async function devBasePort(): Promise<number> {
+  const free = (port: number) =>
+    new Promise<boolean>((resolve) => {
+      const server = net.createServer();
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+    });
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 9_000);
+    const ports = [0, 1, 2, 1000, 1001, 1002].map((d) => base + d);
+    if ((await Promise.all(ports.map(free))).every(Boolean)) return base;
+  }
+  throw new Error('no free base port in 20000-30000');
 }
 
 interface DevRun {
@@ -134,7 +155,7 @@ describe('skv dev and the CLI', () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'skv-cli-test-'));
     dirs.push(dir);
     // Three ranges split at h and p, no demo: the only rows are the ones written here.
-    const run = startDev(dir, await freePort(), ['--no-demo', '--split-keys', 'h,p']);
+    const run = startDev(dir, await devBasePort(), ['--no-demo', '--split-keys', 'h,p']);
     runs.push(run);
     await waitReady(run);
     const out = run.output();
@@ -221,7 +242,7 @@ describe('skv dev and the CLI', () => {
   it('starts a cluster, runs the demo, and SIGTERM stops every process', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'skv-dev-test-'));
     dirs.push(dir);
-    const run = startDev(dir, await freePort(), []);
+    const run = startDev(dir, await devBasePort(), []);
     runs.push(run);
     await waitReady(run);
     const out = run.output();

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { connect } from '../client/index.js';
 import { SkvError } from '../core/errors.js';
 import { findZooKeeperClasspath, freePort, LocalZooKeeper } from '../devtools/local-zookeeper.js';
+import { checkHealth } from '../rpc/health-client.js';
 import { initCluster } from './cluster-init.js';
 
 export interface DevOptions {
@@ -30,6 +31,8 @@ export interface DevOptions {
 
 const BIN = fileURLToPath(new URL('../../../bin/skv.js', import.meta.url));
 const CLUSTER = 'dev';
+/** The health service a node reports SERVING once it has the range map and its cohorts. */
+const READY_SERVICE = 'skv.v1.KV';
 
 /** Gets ZooKeeper where it can (Debian/Ubuntu as root), otherwise says what to install. */
 async function ensureZooKeeper(): Promise<void> {
@@ -167,6 +170,14 @@ export async function runDev(o: DevOptions): Promise<void> {
         },
       );
       children.push(child);
+      // A node that dies while the cluster runs is said at once, with where its log is.
+      child.once('exit', (code, signal) => {
+        if (stopping === null) {
+          console.error(
+            `skv dev: node ${id} exited (${signal ?? `code ${code}`}); its log: ${path.join(dir, `${id}.log`)}`,
+          );
+        }
+      });
     }
     const client = connect({ servers: addresses, timeoutMs: 10_000 });
     try {
@@ -182,8 +193,18 @@ export async function runDev(o: DevOptions): Promise<void> {
           throw new SkvError('internal', `node ${ids[i]} exited (code ${dead.exitCode}):\n${tail}`);
         }
         try {
+          // Ready: every range has a leader and every node serves (a majority can elect
+          // leaders while one node is still starting, or has failed to).
           const map = await client.rangeMap({ timeoutMs: 2000 });
-          if (map.ranges.length > 0 && map.ranges.every((r) => r.leader !== '')) break;
+          if (
+            map.ranges.length > 0 &&
+            map.ranges.every((r) => r.leader !== '') &&
+            (await Promise.all(addresses.map((a) => checkHealth(a, READY_SERVICE, 2000)))).every(
+              Boolean,
+            )
+          ) {
+            break;
+          }
         } catch {
           // nodes still starting
         }
