@@ -70,7 +70,7 @@ function descendants(root: number): number[] {
  * A base port for `skv dev` (it takes base..base+2 for nodes and base+1000.. for their pages)
  * below the kernel's ephemeral range (32768-60999 here), where freePort() and every outgoing
  * connection of the tests running beside this one take theirs: a node port probed free could
- * be taken by one of those before the node binds it (a CI run lost a node that way, it seems).
+ * be taken by one of those before the node binds it.
  */
 async function devBasePort(): Promise<number> {
   const free = (port: number) =>

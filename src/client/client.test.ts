@@ -46,11 +46,74 @@ class FakeTransport implements NodeTransport {
     this.mapReads++;
     return map;
   }
-  async *scan(): AsyncIterable<ScanResponse> {}
+  scanCalls: string[] = [];
+  /** Per scan call: the rows to stream, then (if set) the error to end with. */
+  scanAnswer: (address: string, n: number) => { rows: string[]; error?: Error } = () => ({
+    rows: [],
+  });
+  async *scan(address: string): AsyncIterable<ScanResponse> {
+    this.scanCalls.push(address);
+    const a = this.scanAnswer(address, this.scanCalls.length);
+    for (const k of a.rows) {
+      yield {
+        rows: [
+          {
+            key: Buffer.from(k),
+            cells: [{ column: Buffer.from('c'), value: Buffer.from('v'), version: 1n }],
+          },
+        ],
+      } as unknown as ScanResponse;
+    }
+    if (a.error !== undefined) throw a.error;
+  }
   close(): void {}
 }
 
 const putOk: SessionResult = { $case: 'put', value: { version: 7n } };
+
+describe('SkvClient scans', () => {
+  const collect = async (it: AsyncIterable<{ key: Buffer }>) => {
+    const keys: string[] = [];
+    for await (const r of it) keys.push(r.key.toString());
+    return keys;
+  };
+
+  it('retries a scan on another node when the first cannot be reached, before any row', async () => {
+    const t = new FakeTransport(() => putOk);
+    t.scanAnswer = (_address, n) =>
+      n === 1
+        ? { rows: [], error: new SkvError('unavailable', 'connect ECONNREFUSED') }
+        : { rows: ['a', 'b'] };
+    const c = new SkvClient({ servers: ['seed'], transport: t, backoffBaseMs: 1 });
+    expect(await collect(c.scan('a', null))).toEqual(['a', 'b']);
+    expect(t.scanCalls).toHaveLength(2);
+    expect(t.scanCalls[1]).not.toBe(t.scanCalls[0]);
+  });
+
+  it('does not retry a scan that already yielded rows, nor one refused for another reason', async () => {
+    const t = new FakeTransport(() => putOk);
+    t.scanAnswer = () => ({ rows: ['a'], error: new SkvError('unavailable', 'node went away') });
+    const c = new SkvClient({ servers: ['seed'], transport: t, backoffBaseMs: 1 });
+    await expect(collect(c.scan('a', null))).rejects.toMatchObject({ code: 'unavailable' });
+    expect(t.scanCalls).toHaveLength(1);
+
+    const u = new FakeTransport(() => putOk);
+    u.scanAnswer = () => ({ rows: [], error: new SkvError('invalid-argument', 'bad range') });
+    const d = new SkvClient({ servers: ['seed'], transport: u, backoffBaseMs: 1 });
+    await expect(collect(d.scan('b', 'a'))).rejects.toMatchObject({ code: 'invalid-argument' });
+    expect(u.scanCalls).toHaveLength(1);
+  });
+
+  it('gives up on an unreachable cluster when the deadline passes', async () => {
+    const t = new FakeTransport(() => putOk);
+    t.scanAnswer = () => ({ rows: [], error: new SkvError('unavailable', 'down') });
+    const c = new SkvClient({ servers: ['seed'], transport: t, backoffBaseMs: 5 });
+    await expect(collect(c.scan('a', null, { timeoutMs: 200 }))).rejects.toMatchObject({
+      code: 'unavailable',
+    });
+    expect(t.scanCalls.length).toBeGreaterThan(1);
+  });
+});
 
 describe('SkvClient routing', () => {
   it('sends strong requests to the leader of the key range', async () => {

@@ -207,35 +207,60 @@ export class SkvClient {
     return r.value.versions.map(Number);
   }
 
-  /** Rows with start <= key < end (end null: to the end), in key order, across ranges. */
+  /**
+   * Rows with start <= key < end (end null: to the end), in key order, across ranges (the node
+   * the scan goes to walks the ranges). A node that cannot be reached (`unavailable`: e.g. its
+   * channel is still backing off from an early refused connection) is retried on another node
+   * with backoff, within the deadline: a scan is a read, so a retry is safe. Once rows have been
+   * yielded the error goes to the caller instead, who holds a prefix a retry would repeat.
+   */
   async *scan(
     start: Bytes,
     end: Bytes | null,
     options: ReadOptions & { limit?: number; columns?: readonly Bytes[] } = {},
   ): AsyncIterable<{ key: Buffer; cells: Cell[] }> {
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
-    const address = await this.anyAddress(timeoutMs);
-    const stream = this.options.transport.scan(
-      address,
-      {
-        start: bytes(start),
-        end: end === null ? Buffer.alloc(0) : bytes(end),
-        limit: options.limit ?? 0,
-        consistency: options.timeline ? 1 : 0,
-        columns: (options.columns ?? []).map(bytes),
-      },
-      timeoutMs,
-    );
-    for await (const msg of stream) {
-      for (const row of msg.rows) {
-        yield {
-          key: Buffer.from(row.key),
-          cells: row.cells.map((c) => ({
-            column: Buffer.from(c.column),
-            value: Buffer.from(c.value),
-            version: Number(c.version),
-          })),
-        };
+    const deadline = performance.now() + timeoutMs;
+    const unreachable = new Set<string>();
+    for (let attempt = 0; ; attempt++) {
+      const address = await this.anyAddress(timeoutMs, unreachable);
+      const stream = this.options.transport.scan(
+        address,
+        {
+          start: bytes(start),
+          end: end === null ? Buffer.alloc(0) : bytes(end),
+          limit: options.limit ?? 0,
+          consistency: options.timeline ? 1 : 0,
+          columns: (options.columns ?? []).map(bytes),
+        },
+        Math.max(1, Math.round(deadline - performance.now())),
+      );
+      let yielded = false;
+      try {
+        for await (const msg of stream) {
+          for (const row of msg.rows) {
+            yielded = true;
+            yield {
+              key: Buffer.from(row.key),
+              cells: row.cells.map((c) => ({
+                column: Buffer.from(c.column),
+                value: Buffer.from(c.value),
+                version: Number(c.version),
+              })),
+            };
+          }
+        }
+        return;
+      } catch (err) {
+        const pause = this.backoff(attempt);
+        const retry =
+          !yielded &&
+          err instanceof SkvError &&
+          err.code === 'unavailable' &&
+          performance.now() + pause < deadline;
+        if (!retry) throw err;
+        unreachable.add(address);
+        await sleep(pause);
       }
     }
   }
@@ -289,10 +314,17 @@ export class SkvClient {
     await this.refreshing;
   }
 
-  private async anyAddress(timeoutMs: number): Promise<string> {
+  /** A random live node, one not in `avoid` while there is one. */
+  private async anyAddress(
+    timeoutMs: number,
+    avoid: ReadonlySet<string> = new Set(),
+  ): Promise<string> {
     if (this.mapVersion < 0) await this.refresh(timeoutMs);
     const live = [...this.addresses.values()];
-    return live[Math.floor(Math.random() * live.length)] ?? this.options.servers[0]!;
+    const candidates = live.length > 0 ? live : [...this.options.servers];
+    const fresh = candidates.filter((a) => !avoid.has(a));
+    const from = fresh.length > 0 ? fresh : candidates;
+    return from[Math.floor(Math.random() * from.length)] ?? this.options.servers[0]!;
   }
 
   private routeFor(key: Buffer): Route | null {
