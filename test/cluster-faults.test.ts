@@ -35,6 +35,7 @@ import {
 } from '../src/rpc/generated/skv/v1/kv.js';
 import { type ClusterOptions, TestCluster } from './support/cluster.js';
 import { checkWrites, unavailability, WriteLoad, type WriteRecord } from './support/load.js';
+import { waitUntil } from './support/wait.js';
 
 const STRONG = 0;
 const TIMELINE = 1;
@@ -68,29 +69,6 @@ function unary<Req, Res>(
     fn(req, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) =>
       err ? reject(err) : resolve(res),
     ),
-  );
-}
-
-/** Polls an outside condition (another process's files or answers) until it holds. */
-async function waitUntil<T>(
-  what: string,
-  probe: () => Promise<T | null | undefined | false>,
-  timeoutMs: number,
-  intervalMs = 100,
-): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  let last: unknown = null;
-  while (performance.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== null && v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-  throw new Error(
-    `${what}: not within ${timeoutMs} ms${last === null ? '' : ` (last: ${String(last)})`}`,
   );
 }
 
@@ -147,20 +125,6 @@ describe('skv cluster: faults', () => {
       },
       timeoutMs,
     );
-  }
-
-  async function logLines(c: TestCluster, id: string): Promise<Record<string, unknown>[]> {
-    const text = await readFile(c.node(id).logFile, 'utf8').catch(() => '');
-    const out: Record<string, unknown>[] = [];
-    for (const line of text.split('\n')) {
-      if (!line.startsWith('{')) continue;
-      try {
-        out.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        // a line being written
-      }
-    }
-    return out;
   }
 
   /** Rows of [start, end) with values, as one node serves them (TIMELINE: its applied state). */
@@ -312,7 +276,7 @@ describe('skv cluster: faults', () => {
       20_000,
     );
     // The node's own clock (its log's epoch-ms times) for when it started serving this life.
-    const started = (await logLines(c, follower)).filter((l) => l.msg === 'node started').pop();
+    const started = (await c.logLines(follower)).filter((l) => l.msg === 'node started').pop();
     say(
       `follower restart: caught up ${Date.now() - Number(started?.time)} ms after it started (log); ` +
         `${want.size} rows; follower's timeline scan equal to the leader's ` +
@@ -367,7 +331,7 @@ describe('skv cluster: faults', () => {
       await waitUntil(
         'the wiped node says it rebuilds as a non-voter',
         async () =>
-          (await logLines(c, wiped)).some((l) =>
+          (await c.logLines(wiped)).some((l) =>
             String(l.msg).includes('rebuilding as a non-voter'),
           ),
         15_000,
@@ -380,7 +344,7 @@ describe('skv cluster: faults', () => {
         'the wiped node recovered its range A replica',
         async () => {
           // This life's lines only: those after it said it rebuilds.
-          const lines = await logLines(c, wiped);
+          const lines = await c.logLines(wiped);
           const from = lines.findIndex((l) => String(l.msg).includes('rebuilding as a non-voter'));
           return lines.slice(from).find((l) => l.msg === 'cohort recovered' && l.range === rangeId);
         },

@@ -19,13 +19,13 @@
 // Measured figures are printed with the prefix "[zk-faults]". SKV_TEST_BIN as in
 // test/support/cluster.ts.
 
-import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, type SkvClient } from '../src/client/index.js';
 import { KVClient, type PutRequest, type PutResponse } from '../src/rpc/generated/skv/v1/kv.js';
 import { TestCluster } from './support/cluster.js';
+import { waitUntil } from './support/wait.js';
 import { startWithholdingProxy, type WithholdingProxy } from './support/zk-withholding-proxy.js';
 
 const SESSION_TIMEOUT_MS = 2000;
@@ -42,46 +42,6 @@ const b = (s: string) => Buffer.from(s);
 
 function say(msg: string): void {
   console.log(`[zk-faults] ${msg}`);
-}
-
-async function waitUntil<T>(
-  what: string,
-  probe: () => Promise<T | null | undefined | false>,
-  timeoutMs: number,
-  intervalMs = 20,
-): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  let last: unknown = null;
-  while (performance.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== null && v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-  throw new Error(`${what}: not within ${timeoutMs} ms (last: ${String(last)})`);
-}
-
-interface LogLine {
-  readonly time: number;
-  readonly msg: string;
-  readonly [field: string]: unknown;
-}
-
-async function logLines(c: TestCluster, id: string): Promise<LogLine[]> {
-  const text = await readFile(c.node(id).logFile, 'utf8').catch(() => '');
-  const out: LogLine[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      out.push(JSON.parse(line) as LogLine);
-    } catch {
-      // a line being written
-    }
-  }
-  return out;
 }
 
 describe('skv cluster: ZooKeeper faults', () => {
@@ -172,9 +132,10 @@ describe('skv cluster: ZooKeeper faults', () => {
           return performance.now() - killedAt;
         },
         15_000,
+        20,
       );
       const fresh = await leaderOfA(c, others, (l) => l !== old, 5_000);
-      const electedAt = (await logLines(c, fresh.leader))
+      const electedAt = (await c.logLines(fresh.leader))
         .filter((l) => l.msg === 'elected leader' && l.range === fresh.rangeId)
         .pop()?.time;
       say(
@@ -237,14 +198,14 @@ describe('skv cluster: ZooKeeper faults', () => {
     const writers = [0, 1, 2, 3].map(writer);
     const t0 = performance.now();
     try {
-      await waitUntil('writes acked by the leader', async () => acks.length >= 50, 10_000);
+      await waitUntil('writes acked by the leader', async () => acks.length >= 50, 10_000, 20);
       const cutAt = Date.now();
       proxies.get(old)!.partitioned = true;
       const fresh = await leaderOfA(c, others, (l) => l !== old, 15_000);
-      const electedAt = (await logLines(c, fresh.leader))
+      const electedAt = (await c.logLines(fresh.leader))
         .filter((l) => l.msg === 'elected leader' && l.range === fresh.rangeId && l.time >= cutAt)
         .map((l) => l.time)[0];
-      const unsafeAt = (await logLines(c, old))
+      const unsafeAt = (await c.logLines(old))
         .filter((l) => l.msg === 'leadership unsafe' && l.time >= cutAt)
         .map((l) => l.time)[0];
       say(`cut: a new leader seen ${(performance.now() - t0).toFixed(0)} ms into the test`);

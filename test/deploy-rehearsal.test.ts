@@ -28,15 +28,14 @@
 // Needs root (unshare -u, setpriv), ZooKeeper installed, and the built CLI (npm run build;
 // SKV_TEST_BIN points at another build). SKV_KEEP_TEST_DIRS=1 keeps the pods' logs and data.
 
-import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connect, type SkvClient } from '../src/client/index.js';
 import { freePort } from '../src/devtools/local-zookeeper.js';
+import { SKV_BIN as BIN } from './support/cluster.js';
 import {
   checkWrites,
   keyIn,
@@ -56,13 +55,9 @@ import {
   resolveEnv,
   substitute,
 } from './support/rehearsal-manifest.js';
-import { Kubelet, Pod } from './support/rehearsal-pods.js';
+import { Kubelet, Pod, type RunResult, runAs } from './support/rehearsal-pods.js';
 import { startTestZooKeeper, type TestZooKeeper } from './support/zookeeper.js';
 
-const BIN =
-  process.env.SKV_TEST_BIN !== undefined && process.env.SKV_TEST_BIN !== ''
-    ? process.env.SKV_TEST_BIN
-    : fileURLToPath(new URL('../bin/skv.js', import.meta.url));
 /** The failover goal (issue #4): no strong read fails for longer than this. */
 const FAILOVER_GOAL_MS = 3_000;
 /** `skv cluster init`: a range map already exists. */
@@ -87,45 +82,13 @@ function say(msg: string): void {
   console.log(`[rehearsal] ${msg}`);
 }
 
-interface RunResult {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** Runs argv as uid:gid with exactly `env` (+ PATH), bounded by a deadline (then SIGKILL by PID). */
+/** Runs argv as uid:gid with exactly `env` plus the image's HOME and `o.path` as PATH. */
 function run(
   argv: readonly string[],
   env: ReadonlyMap<string, string>,
   o: { uid: number; gid: number; cwd: string; path: string; timeoutMs: number },
 ): Promise<RunResult> {
-  const e: Record<string, string> = { HOME: IMAGE_HOME };
-  for (const [k, v] of env) e[k] = v;
-  e.PATH = o.path;
-  return new Promise((resolve, reject) => {
-    const p = spawn(
-      '/usr/bin/setpriv',
-      [`--reuid=${o.uid}`, `--regid=${o.gid}`, '--clear-groups', '--', ...argv],
-      { cwd: o.cwd, env: e, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    p.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer = setTimeout(() => {
-      if (p.pid !== undefined) process.kill(p.pid, 'SIGKILL');
-      reject(new Error(`${argv.join(' ')}: no exit within ${o.timeoutMs} ms`));
-    }, o.timeoutMs);
-    p.once('error', reject);
-    p.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runAs(argv, new Map([['HOME', IMAGE_HOME], ...env, ['PATH', o.path]]), o);
 }
 
 // ---------------------------------------------------------------------------------------------

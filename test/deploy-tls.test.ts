@@ -13,7 +13,7 @@
 //
 // Needs root (unshare -u, setpriv), ZooKeeper installed, openssl and the built CLI (npm run build).
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
   chownSync,
@@ -46,7 +46,7 @@ import {
   REPO_DIR,
   substitute,
 } from './support/rehearsal-manifest.js';
-import { Pod } from './support/rehearsal-pods.js';
+import { Pod, type RunResult, runAs } from './support/rehearsal-pods.js';
 import { startTestZooKeeper, type TestZooKeeper } from './support/zookeeper.js';
 
 const BIN = path.join(REPO_DIR, 'bin', 'skv.js');
@@ -92,45 +92,6 @@ function probeOf(c: Container, kind: ProbeKind): Probe {
   const p = c[kind] as Probe | undefined;
   if (p === undefined) throw new Error(`no ${kind}`);
   return p;
-}
-
-interface RunResult {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-/** Runs argv as uid:gid with exactly `env` (PATH from it), bounded (then SIGKILL by PID). */
-function runAs(
-  argv: readonly string[],
-  env: ReadonlyMap<string, string>,
-  o: { uid: number; gid: number; cwd: string },
-): Promise<RunResult> {
-  const e: Record<string, string> = {};
-  for (const [k, v] of env) e[k] = v;
-  return new Promise((resolve, reject) => {
-    const p = spawn(
-      '/usr/bin/setpriv',
-      [`--reuid=${o.uid}`, `--regid=${o.gid}`, '--clear-groups', '--', ...argv],
-      { cwd: o.cwd, env: e, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    p.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer = setTimeout(() => {
-      if (p.pid !== undefined) process.kill(p.pid, 'SIGKILL');
-      reject(new Error(`${argv.join(' ')}: no exit within ${PROBE_RUN_TIMEOUT_MS} ms`));
-    }, PROBE_RUN_TIMEOUT_MS);
-    p.once('error', reject);
-    p.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
 }
 
 describe('deploy/README.md, "TLS": the example overlay with the TLS patch', () => {
@@ -293,7 +254,7 @@ describe('deploy/README.md, "TLS": the example overlay with the TLS patch', () =
         '1',
       ],
       new Map([['PATH', IMAGE_PATH]]),
-      { uid, gid, cwd },
+      { uid, gid, cwd, timeoutMs: PROBE_RUN_TIMEOUT_MS },
     );
     expect(init.code, init.stderr).toBe(0);
 
@@ -322,7 +283,7 @@ describe('deploy/README.md, "TLS": the example overlay with the TLS patch', () =
       return runAs(
         argv.map((a) => (a === loopback ? address : a)),
         e,
-        { uid, gid, cwd },
+        { uid, gid, cwd, timeoutMs: PROBE_RUN_TIMEOUT_MS },
       );
     };
 

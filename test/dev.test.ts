@@ -11,15 +11,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ZooKeeperCoordinator } from '../src/coordination/zookeeper/zk-coordinator.js';
+import { SKV_BIN as BIN } from './support/cluster.js';
 
-// SKV_TEST_BIN: another built `skv` (as in test/support/cluster.ts), e.g. a deliberately broken one.
-const BIN =
-  process.env.SKV_TEST_BIN !== undefined && process.env.SKV_TEST_BIN !== ''
-    ? process.env.SKV_TEST_BIN
-    : fileURLToPath(new URL('../bin/skv.js', import.meta.url));
 /** How long `skv dev` may take to print its endpoints (ZooKeeper's JVM start, 3 nodes, leaders). */
 const DEV_READY_MS_MAX = 90_000;
 /** One CLI command at most (a node process start plus one call). */

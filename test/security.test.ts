@@ -32,7 +32,7 @@ import { checkHealth } from '../src/rpc/health-client.js';
 import { encodePeerMessage } from '../src/rpc/peer-codec.js';
 import { type ChannelSecurity, channelCredentials } from '../src/rpc/tls.js';
 import { createTestPki, type TestCert, type TestPki } from './support/certs.js';
-import { TestCluster } from './support/cluster.js';
+import { SKV_BIN, TestCluster } from './support/cluster.js';
 
 const TOKEN = 'skv-test-token-7f3a9c';
 const b = (s: string) => Buffer.from(s);
@@ -383,11 +383,7 @@ describe('security: TLS, mutual TLS, bearer token, peer membership', () => {
     const garbage = path.join(pki.dir, 'garbage.pem');
     await writeFile(garbage, 'not a certificate\n');
     const { spawnSync } = await import('node:child_process');
-    const bin = path.resolve(
-      process.env.SKV_TEST_BIN !== undefined && process.env.SKV_TEST_BIN !== ''
-        ? process.env.SKV_TEST_BIN
-        : 'bin/skv.js',
-    );
+    const bin = path.resolve(SKV_BIN);
     const cert = nodeCerts.get(node.id)!;
     const cases: [string[], RegExp][] = [
       [['--tls-cert', garbage, '--tls-key', cert.keyFile, '--tls-ca', pki.ca.certFile], /garbage/],

@@ -36,6 +36,29 @@ function others(id: NodeId): NodeId[] {
   return ALL.filter((x) => x !== id);
 }
 
+/** A booted quiet cluster with a leader and five committed writes everywhere. */
+function settledAfterFiveWrites(seed: number): {
+  c: SimCluster;
+  L: NodeId;
+  W: NodeId;
+  X: NodeId;
+} {
+  const c = quiet(seed);
+  c.bootAll();
+  const L = waitLeader(c);
+  for (let i = 0; i < 5; i++) expect(c.op(L, 'put', 'k/c', { value: `a${i}` }).outcome).toBe('ok');
+  expect(c.runUntil(() => c.converged(), 2000)).toBe(true);
+  const [W, X] = others(L) as [NodeId, NodeId];
+  return { c, L, W, X };
+}
+
+/** `id` loses its disk and restarts, and is running again (as a rebuilding replica). */
+function wipeAndRestart(c: SimCluster, id: NodeId): void {
+  c.crash(id, { wipe: true });
+  c.restart(id);
+  expect(c.runUntil(() => c.node(id).replica !== null, 2000)).toBe(true);
+}
+
 function dataEntry(epoch: number, seq: number, key: string, value: string): Entry {
   const [row, column] = key.split('/') as [string, string];
   return {
@@ -261,16 +284,8 @@ describe('scenario: follower restart that needs logical truncation (S§6.1.1)', 
 
 describe('scenario: restart with an emptied disk (PML §5.1)', () => {
   it('rejoins as a non-voter whose acks do not count, then votes again once caught up', () => {
-    const c = quiet(505);
-    c.bootAll();
-    const L = waitLeader(c);
-    for (let i = 0; i < 5; i++)
-      expect(c.op(L, 'put', 'k/c', { value: `a${i}` }).outcome).toBe('ok');
-    expect(c.runUntil(() => c.converged(), 2000)).toBe(true);
-    const [W, X] = others(L) as [NodeId, NodeId];
-    c.crash(W, { wipe: true });
-    c.restart(W);
-    expect(c.runUntil(() => c.node(W).replica !== null, 2000)).toBe(true);
+    const { c, L, W, X } = settledAfterFiveWrites(505);
+    wipeAndRestart(c, W);
     expect(status(c, W).voter).toBe(false);
     // With the only other voter cut off, the non-voter cannot make a quorum with the leader.
     c.isolate(X, { peers: true, zk: false });
@@ -343,18 +358,10 @@ describe('scenario: catch-up by snapshot (S§6.1)', () => {
 // the final convergence check). Each scenario below fails with its fix reverted.
 describe('scenario: a follower that lost its disk after acking (PML §5.1; fix of 2ed9fb1)', () => {
   it('is caught up from seq 1: the leader forgets the match point the wiped follower no longer has', () => {
-    const c = quiet(707);
-    c.bootAll();
-    const L = waitLeader(c);
-    for (let i = 0; i < 5; i++)
-      expect(c.op(L, 'put', 'k/c', { value: `a${i}` }).outcome).toBe('ok');
-    expect(c.runUntil(() => c.converged(), 2000)).toBe(true);
-    const [W, X] = others(L) as [NodeId, NodeId];
+    const { c, L, W, X } = settledAfterFiveWrites(707);
     const acked = status(c, W).lastLsn;
     expect(acked.seq).toBeGreaterThanOrEqual(5);
-    c.crash(W, { wipe: true });
-    c.restart(W);
-    expect(c.runUntil(() => c.node(W).replica !== null, 2000)).toBe(true);
+    wipeAndRestart(c, W);
     expect(status(c, W).lastLsn.seq).toBe(0);
     expect(c.runUntil(() => status(c, W).leaderHint === L, 2000)).toBe(true);
     c.runFor(100); // several heartbeats (every 20 ms): W has heard from the leader itself
@@ -383,17 +390,9 @@ describe('scenario: a follower that lost its disk after acking (PML §5.1; fix o
 
 describe('scenario: a non-voter rebuilt in an idle cohort (PML §5.1; fix of 2ed9fb1)', () => {
   it('votes again: the leader proposes a no-op once it has caught up, since no client write will come', () => {
-    const c = quiet(808);
-    c.bootAll();
-    const L = waitLeader(c);
-    for (let i = 0; i < 5; i++)
-      expect(c.op(L, 'put', 'k/c', { value: `a${i}` }).outcome).toBe('ok');
-    expect(c.runUntil(() => c.converged(), 2000)).toBe(true);
-    const [W, X] = others(L) as [NodeId, NodeId];
+    const { c, L, W, X } = settledAfterFiveWrites(808);
     const lastBefore = status(c, L).lastLsn.seq;
-    c.crash(W, { wipe: true });
-    c.restart(W);
-    expect(c.runUntil(() => c.node(W).replica !== null, 2000)).toBe(true);
+    wipeAndRestart(c, W);
     expect(status(c, W).voter).toBe(false);
     // No client writes from here on. W catches up to the leader's log, but promotion needs an
     // entry proposed after its rebuild began to commit: only the leader's no-op provides one.

@@ -16,13 +16,9 @@ import { promisify } from 'node:util';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatusDocument } from '../src/observability/status-page.js';
-import { TestCluster } from './support/cluster.js';
+import { SKV_BIN as BIN, TestCluster } from './support/cluster.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const BIN =
-  process.env.SKV_TEST_BIN !== undefined && process.env.SKV_TEST_BIN !== ''
-    ? process.env.SKV_TEST_BIN
-    : path.join(ROOT, 'bin/skv.js');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = path.join(ROOT, 'test-artifacts');
 const SCREENSHOT = path.join(ARTIFACTS, 'status-page.png');

@@ -13,14 +13,14 @@ import { fileURLToPath } from 'node:url';
 import { connect } from '../client/index.js';
 import { SkvError } from '../core/errors.js';
 import { findZooKeeperClasspath, freePort, LocalZooKeeper } from '../devtools/local-zookeeper.js';
+import type { InitialSplit } from '../placement/initial-map.js';
 import { checkHealth } from '../rpc/health-client.js';
 import { initCluster } from './cluster-init.js';
 
 export interface DevOptions {
   readonly nodes: number;
-  readonly ranges: number;
-  /** Explicit split keys; when given, `ranges` is ignored. */
-  readonly splitKeys?: readonly Uint8Array[];
+  /** How the key space is split into the first ranges (`cluster init`'s --ranges/--split-keys). */
+  readonly split: InitialSplit;
   readonly dir?: string;
   readonly basePort: number;
   readonly demo: boolean;
@@ -133,12 +133,7 @@ export async function runDev(o: DevOptions): Promise<void> {
     const httpPorts = await portsFrom(o.basePort + 1000, o.nodes);
     const pages = httpPorts.map((p) => `http://127.0.0.1:${p}/`);
     try {
-      await initCluster(
-        zk.connectString,
-        CLUSTER,
-        ids,
-        o.splitKeys === undefined ? { ranges: o.ranges } : { splitKeys: o.splitKeys },
-      );
+      await initCluster(zk.connectString, CLUSTER, ids, o.split);
     } catch (err) {
       if (!(err instanceof SkvError && err.code === 'already-exists')) throw err;
     }

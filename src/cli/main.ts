@@ -13,7 +13,7 @@ import { assert } from '../core/assert.js';
 import { SkvError } from '../core/errors.js';
 import { NodeMetrics, serveMetrics } from '../observability/metrics.js';
 import { formatBytes } from '../placement/bytes.js';
-import { parseSplitKeys } from '../placement/initial-map.js';
+import { type InitialSplit, parseSplitKeys } from '../placement/initial-map.js';
 import { checkHealth } from '../rpc/health-client.js';
 import { GrpcNodeTransport } from '../rpc/node-transport.js';
 import {
@@ -46,6 +46,21 @@ function intOption(value: string, what: string): number {
   if (!Number.isInteger(n) || n < 0)
     throw new SkvError('invalid-argument', `${what} must be a non-negative integer, got ${value}`);
   return n;
+}
+
+/** Ranges of `skv dev` when neither --ranges nor --split-keys is given. */
+const DEV_RANGES_DEFAULT = 3;
+
+/** The first ranges from --ranges or --split-keys (one of them, or `defaultRanges`). */
+function initialSplit(
+  o: { ranges?: string; splitKeys?: string },
+  defaultRanges: number,
+): InitialSplit {
+  if (o.ranges !== undefined && o.splitKeys !== undefined) {
+    throw new SkvError('invalid-argument', 'give --ranges or --split-keys, not both');
+  }
+  if (o.splitKeys !== undefined) return { splitKeys: parseSplitKeys(o.splitKeys) };
+  return { ranges: o.ranges === undefined ? defaultRanges : intOption(o.ranges, '--ranges') };
 }
 
 /** `skv-3` (a StatefulSet pod) gives node id `n3`. */
@@ -379,13 +394,7 @@ export function buildProgram(): Command {
         .split(',')
         .map((s: string) => s.trim())
         .filter((s: string) => s !== '');
-      if (o.ranges !== undefined && o.splitKeys !== undefined) {
-        throw new SkvError('invalid-argument', 'give --ranges or --split-keys, not both');
-      }
-      const split =
-        o.splitKeys !== undefined
-          ? { splitKeys: parseSplitKeys(o.splitKeys) }
-          : { ranges: o.ranges === undefined ? nodes.length : intOption(o.ranges, '--ranges') };
+      const split = initialSplit(o, nodes.length);
       let map: Awaited<ReturnType<typeof initCluster>>;
       try {
         map = await initCluster(o.zk, o.cluster, nodes, split);
@@ -410,7 +419,10 @@ export function buildProgram(): Command {
       'run a local ZooKeeper and N nodes on 127.0.0.1, initialised, with a demo; Ctrl-C stops all',
     )
     .option('--nodes <n>', 'number of nodes', '3')
-    .option('--ranges <n>', 'number of ranges (an even split of the first two key bytes)', '3')
+    .option(
+      '--ranges <n>',
+      'number of ranges, an even split of the first two key bytes (default: 3)',
+    )
     .option('--split-keys <keys>', 'explicit split keys a,b,... (instead of --ranges)')
     .option('--dir <dir>', 'working directory (default: a fresh temp dir)')
     .option('--base-port <port>', 'first node port', '7001')
@@ -418,15 +430,10 @@ export function buildProgram(): Command {
     .option('--exit-after-demo', 'stop everything after the demo (for scripts and tests)')
     .option('--open', "open node n0's status page in a browser (default: if one is available)")
     .option('--no-open', 'never open a browser')
-    .action(async (o, command: Command) => {
-      const rangesGiven = command.getOptionValueSource('ranges') === 'cli';
-      if (rangesGiven && o.splitKeys !== undefined) {
-        throw new SkvError('invalid-argument', 'give --ranges or --split-keys, not both');
-      }
+    .action(async (o) => {
       await runDev({
         nodes: intOption(o.nodes, '--nodes'),
-        ranges: intOption(o.ranges, '--ranges'),
-        ...(o.splitKeys === undefined ? {} : { splitKeys: parseSplitKeys(o.splitKeys) }),
+        split: initialSplit(o, DEV_RANGES_DEFAULT),
         dir: o.dir,
         basePort: intOption(o.basePort, '--base-port'),
         demo: o.demo !== false,

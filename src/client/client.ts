@@ -221,18 +221,19 @@ export class SkvClient {
   ): AsyncIterable<{ key: Buffer; cells: Cell[] }> {
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     const deadline = performance.now() + timeoutMs;
+    const request = {
+      start: bytes(start),
+      end: end === null ? Buffer.alloc(0) : bytes(end),
+      limit: options.limit ?? 0,
+      consistency: options.timeline ? 1 : 0,
+      columns: (options.columns ?? []).map(bytes),
+    };
     const unreachable = new Set<string>();
     for (let attempt = 0; ; attempt++) {
       const address = await this.anyAddress(timeoutMs, unreachable);
       const stream = this.options.transport.scan(
         address,
-        {
-          start: bytes(start),
-          end: end === null ? Buffer.alloc(0) : bytes(end),
-          limit: options.limit ?? 0,
-          consistency: options.timeline ? 1 : 0,
-          columns: (options.columns ?? []).map(bytes),
-        },
+        request,
         Math.max(1, Math.round(deadline - performance.now())),
       );
       let yielded = false;

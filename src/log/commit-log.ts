@@ -16,6 +16,7 @@
 // (lastSeq + 1; a truncate or base resets where that is); LSNs never go backwards within a cohort;
 // a truncate never voids a committed entry; every queue and batch is bounded.
 
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { assert, unreachable } from '../core/assert.js';
 import { ClosedError, CorruptionError, InvalidArgumentError, SkvError } from '../core/errors.js';
 import type { RangeId } from '../core/ids.js';
@@ -221,10 +222,6 @@ export function describeTornTail(t: TornTail): string {
     `batch had been acknowledged as durable: a crash during its fdatasync leaves this, and so ` +
     `can damage after it (FORMAT.md "Known limit"); if it was, its records are on peers.`
   );
-}
-
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
 
 export class CommitLog {

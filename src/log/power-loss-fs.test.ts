@@ -35,6 +35,27 @@ async function opened(fs: LogFs, path: string): Promise<LogFile> {
   return f;
 }
 
+/** The real port, with every opened file's writes going through `write` (to stage a crash). */
+function writesThrough(
+  write: (real: LogFile, data: Uint8Array, position: number) => Promise<void>,
+): LogFs {
+  return {
+    ...nodeLogFs,
+    async openExisting(p) {
+      const real = await nodeLogFs.openExisting(p);
+      toClose.push(real);
+      return {
+        ...real,
+        read: (b, l, pos) => real.read(b, l, pos),
+        sizeBytes: () => real.sizeBytes(),
+        datasync: () => real.datasync(),
+        close: () => real.close(),
+        write: (d, pos) => write(real, d, pos),
+      };
+    },
+  };
+}
+
 function bytesOf(text: string): Buffer {
   return Buffer.from(text);
 }
@@ -103,25 +124,11 @@ describe('power-loss file port', () => {
     let writes = 0;
     let crashed = false;
     const hang = new Promise<never>(() => {});
-    const inner: LogFs = {
-      ...nodeLogFs,
-      async openExisting(p) {
-        const real = await nodeLogFs.openExisting(p);
-        toClose.push(real);
-        return {
-          ...real,
-          read: (b, l, pos) => real.read(b, l, pos),
-          sizeBytes: () => real.sizeBytes(),
-          datasync: () => real.datasync(),
-          close: () => real.close(),
-          async write(d, pos) {
-            if (crashed) return hang;
-            await real.write(d, pos);
-            if (++writes === 2) crashed = true;
-          },
-        };
-      },
-    };
+    const inner = writesThrough(async (real, d, pos) => {
+      if (crashed) return hang;
+      await real.write(d, pos);
+      if (++writes === 2) crashed = true;
+    });
     const f = await powerLossLogFs(inner).openExisting(path);
     await f.write(bytesOf('11'), 0);
     await f.datasync(); // batch 1: durable
@@ -146,25 +153,11 @@ describe('power-loss file port', () => {
       wroteOnce = r;
     });
     let writes = 0;
-    const inner: LogFs = {
-      ...nodeLogFs,
-      async openExisting(p) {
-        const real = await nodeLogFs.openExisting(p);
-        toClose.push(real);
-        return {
-          ...real,
-          read: (b, l, pos) => real.read(b, l, pos),
-          sizeBytes: () => real.sizeBytes(),
-          datasync: () => real.datasync(),
-          close: () => real.close(),
-          async write(d, pos) {
-            if (writes++ > 0) return new Promise<never>(() => {});
-            await real.write(d, pos);
-            wroteOnce();
-          },
-        };
-      },
-    };
+    const inner = writesThrough(async (real, d, pos) => {
+      if (writes++ > 0) return new Promise<never>(() => {});
+      await real.write(d, pos);
+      wroteOnce();
+    });
     // 2048 bytes at 100 span 5 sectors; random 0.5 picks k = floor(0.5 * 6) = 3 of them.
     const f = await powerLossLogFs(inner, { syncDelayMs: 10_000, random: () => 0.5 }).openExisting(
       path,

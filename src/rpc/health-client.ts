@@ -7,6 +7,26 @@ import { loadSync } from '@grpc/proto-loader';
 import { protoPath } from 'grpc-health-check';
 import { type ChannelSecurity, channelCredentials } from './tls.js';
 
+type HealthConstructor = new (a: string, c: ChannelCredentials) => HealthStub;
+let healthConstructor: HealthConstructor | null = null;
+
+/** The health service's client class, from its .proto read once per process. */
+function healthClass(): HealthConstructor {
+  if (healthConstructor === null) {
+    const def = loadSync(protoPath, {
+      keepCase: true,
+      longs: String,
+      enums: String,
+      defaults: true,
+    });
+    const pkg = loadPackageDefinition(def) as unknown as {
+      grpc: { health: { v1: { Health: HealthConstructor } } };
+    };
+    healthConstructor = pkg.grpc.health.v1.Health;
+  }
+  return healthConstructor;
+}
+
 /** True iff `service` on `address` answers SERVING within `timeoutMs`. */
 export async function checkHealth(
   address: string,
@@ -14,17 +34,8 @@ export async function checkHealth(
   timeoutMs: number,
   security: ChannelSecurity = {},
 ): Promise<boolean> {
-  const def = loadSync(protoPath, { keepCase: true, longs: String, enums: String, defaults: true });
-  const pkg = loadPackageDefinition(def) as unknown as {
-    grpc: {
-      health: {
-        v1: {
-          Health: new (a: string, c: ChannelCredentials) => HealthStub;
-        };
-      };
-    };
-  };
-  const client = new pkg.grpc.health.v1.Health(address, channelCredentials(security));
+  const Health = healthClass();
+  const client = new Health(address, channelCredentials(security));
   try {
     return await new Promise<boolean>((resolve) => {
       client.Check({ service }, { deadline: Date.now() + timeoutMs }, (err, res) => {

@@ -23,7 +23,7 @@ import { CorruptionError, InvalidArgumentError, SkvError } from '../core/errors.
 import type { NodeId, RangeId } from '../core/ids.js';
 import { type Lsn, lsnEquals } from '../core/lsn.js';
 import { type ApplyResult, encodeRowMutation, type RowMutation } from '../core/mutation.js';
-import type { CommitLog } from '../log/index.js';
+import type { CommitLog, TornTail } from '../log/index.js';
 import { CommitLog as CommitLogImpl } from '../log/index.js';
 import { compareBytes } from '../placement/bytes.js';
 import type { KeyRange, RangeMap as PlacementRangeMap } from '../placement/range-map.js';
@@ -219,15 +219,16 @@ export class SkvNode {
     }
     const hardStates = await HardStateStore.open(config.dataDir);
     let node: SkvNode | null = null;
+    const nodeLog = deps.log;
     const { log } = await CommitLogImpl.open({
       dir: path.join(config.dataDir, 'log'),
       onFatal: (err) => (node === null ? process.exit(70) : node.fatal(err)),
       // Recovery truncated a torn final batch (FORMAT.md "Known limit"): say so in the node's log.
-      ...(deps.log === undefined
+      ...(nodeLog === undefined
         ? {}
         : {
-            onWarning: (message: string, tornTail: object) =>
-              deps.log?.('warn', message, { node: config.id, tornTail: { ...tornTail } }),
+            onWarning: (message: string, tornTail: TornTail) =>
+              nodeLog('warn', message, { node: config.id, tornTail }),
           }),
       ...(deps.requests?.groupCommit === undefined
         ? {}

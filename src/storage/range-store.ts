@@ -19,6 +19,7 @@
 // which lets the commit log GC behind it (TESTING.md B.5: LevelDB's WAL is not trusted). A failed
 // flush is fail-stop: the store refuses all further calls.
 
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { assert } from '../core/assert.js';
 import { ClosedError, CorruptionError, InvalidArgumentError, SkvError } from '../core/errors.js';
 import type { RangeId } from '../core/ids.js';
@@ -197,11 +198,12 @@ export class RangeStore {
     const cellKey = cellKeyOf(key, column);
     const mem = this.active.get(cellKey) ?? this.frozen?.get(cellKey);
     if (mem !== undefined) return toGetResult(mem);
-    // Not in a memtable now. A single cell needs no table snapshot: the tables hold what memtables held and flushed,
-    // so a read after this instant returns the cell as of this instant or a later one (the
-    // state only moves forward; everything applied is committed). Without a snapshot the read
-    // joins the adapter's batched reads. Only an import, which switches generations and clears
-    // the old one, could make it go back: then read again at one view.
+    // Not in a memtable now. A single cell needs no table snapshot: the tables hold what
+    // memtables held and flushed, so a read after this instant returns the cell as of this
+    // instant or a later one (the state only moves forward; everything applied is committed).
+    // Without a snapshot the read joins the adapter's batched reads. Only an import, which
+    // switches generations and clears the old one, could make it go back: then read again at
+    // one view.
     const generation = this.generation;
     const c = await this.readTable(cellKey, generation);
     if (generation !== this.generation) {
@@ -474,7 +476,7 @@ export class RangeStore {
       );
       // A memtable holds hundreds of thousands of cells: let applies and pings run meanwhile
       // (the frozen view does not change; the batch below is still one atomic write).
-      if (ops.length % FLUSH_SLICE_CELLS === 0) await new Promise((r) => setImmediate(r));
+      if (ops.length % FLUSH_SLICE_CELLS === 0) await yieldToEventLoop();
     }
     ops.push({ type: 'put', key: metaKey(this.rangeId), value: encodeMeta(meta) });
     await this.tables.write(ops);

@@ -18,12 +18,16 @@ import { freePort } from '../../src/devtools/local-zookeeper.js';
 import type { RangeMapResponse } from '../../src/rpc/generated/skv/v1/kv.js';
 import { startTestZooKeeper, type TestZooKeeper } from './zookeeper.js';
 
-// SKV_TEST_BIN points the harness at another built `skv` (e.g. an isolated build of HEAD while
-// other work is in progress in this checkout); by default the checkout's own bin/skv.js.
-const BIN =
+/**
+ * The `skv` the tests run: SKV_TEST_BIN points them at another built one (e.g. an isolated build
+ * of HEAD while other work is in progress in this checkout, or a deliberately broken one); by
+ * default the checkout's own bin/skv.js.
+ */
+export const SKV_BIN =
   process.env.SKV_TEST_BIN !== undefined && process.env.SKV_TEST_BIN !== ''
     ? process.env.SKV_TEST_BIN
     : fileURLToPath(new URL('../../bin/skv.js', import.meta.url));
+const BIN = SKV_BIN;
 
 export interface ClusterOptions {
   readonly nodes?: number;
@@ -72,6 +76,13 @@ export interface TestNode {
   readonly uid?: number;
   /** The ZooKeeper connect string the node uses (ClusterOptions.zkConnect). */
   readonly zkConnect: string;
+}
+
+/** One line of a node's JSON log (pino). */
+export interface LogLine {
+  readonly time: number;
+  readonly msg: string;
+  readonly [field: string]: unknown;
 }
 
 export class TestCluster {
@@ -313,6 +324,21 @@ export class TestCluster {
         );
       }
     }
+  }
+
+  /** The node's JSON log lines so far (a line still being written is skipped). */
+  async logLines(id: string): Promise<LogLine[]> {
+    const text = await readFile(this.node(id).logFile, 'utf8').catch(() => '');
+    const out: LogLine[] = [];
+    for (const line of text.split('\n')) {
+      if (!line.startsWith('{')) continue;
+      try {
+        out.push(JSON.parse(line) as LogLine);
+      } catch {
+        // a line being written
+      }
+    }
+    return out;
   }
 
   async logTails(lines = 12): Promise<string> {

@@ -28,6 +28,49 @@ import { checkHealth } from '../../src/rpc/health-client.js';
 import type { Probe, ProcessSpec } from './rehearsal-manifest.js';
 
 const PID_CHECK_TIMEOUT_MS = 5_000;
+
+export interface RunResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Runs argv to its end as uid:gid with exactly `env` (nothing inherited), as a container's exec
+ * would (a Job's command, an exec probe), bounded by `timeoutMs` (then SIGKILL by PID).
+ */
+export function runAs(
+  argv: readonly string[],
+  env: ReadonlyMap<string, string>,
+  o: { uid: number; gid: number; cwd: string; timeoutMs: number },
+): Promise<RunResult> {
+  const e: Record<string, string> = {};
+  for (const [k, v] of env) e[k] = v;
+  return new Promise((resolve, reject) => {
+    const p = spawn(
+      '/usr/bin/setpriv',
+      [`--reuid=${o.uid}`, `--regid=${o.gid}`, '--clear-groups', '--', ...argv],
+      { cwd: o.cwd, env: e, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    p.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const timer = setTimeout(() => {
+      if (p.pid !== undefined) process.kill(p.pid, 'SIGKILL');
+      reject(new Error(`${argv.join(' ')}: no exit within ${o.timeoutMs} ms`));
+    }, o.timeoutMs);
+    p.once('error', reject);
+    p.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
 const EVENTS_MAX = 1_000;
 
 export interface PodOptions {

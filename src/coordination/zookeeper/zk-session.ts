@@ -49,8 +49,9 @@
 //      sessionTimeout/6).
 //   Measured with three real nodes behind that proxy (test/cluster-zk-faults.test.ts, 2 s
 //   sessions, replies withheld, load average ~10 on 2 cores; SIGKILL of a leader to the first
-//   write served by its successor): no nudge (so no linger) 7735 ms; nudge 100 ms 3476–3863 ms, with the linger
-//   3279–3551 ms (an election is a handful of sequential requests, each waiting nudgeAfterMs);
+//   write served by its successor): no nudge (so no linger) 7735 ms; nudge 100 ms 3476–3863
+//   ms, with the linger 3279–3551 ms (an election is a handful of sequential requests, each
+//   waiting nudgeAfterMs);
 //   nudge 25 ms with the linger 2411–2789 ms; the same cluster with nothing withheld 2595 ms;
 //   notifications withheld as well ('all'): 3105 ms. Hence the 25 ms default: on a healthy
 //   server a reply takes ~5 ms (p99 ~21 ms for setData, below), so a nudge is rare there.

@@ -11,6 +11,7 @@
 // Writes are not synced (`sync: false`): durability of the data comes from the commit log until
 // `flushToTables` has put it in table files, and only then is a checkpoint reported.
 
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { ClassicLevel } from 'classic-level';
 import { assert } from '../../core/assert.js';
 import { FLUSH_RANGE_END, FLUSH_RANGE_START, PROBE_KEY } from '../encoding.js';
@@ -19,10 +20,6 @@ import type { TableIterateOptions, TableOp, TableSnapshot, TableStore } from '..
 const ITERATE_BATCH_ENTRIES_MAX = 1000;
 /** Operations added to a batch between two turns of the event loop. */
 const WRITE_SLICE_OPS = 2048;
-
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
 const ITERATE_BATCH_ENTRIES_DEFAULT = 256;
 /**
  * Gets without a snapshot that arrive in one turn of the event loop go to LevelDB as one
