@@ -96,7 +96,13 @@ describe('skv cluster: faults', () => {
       sessionTimeoutMs: SESSION_TIMEOUT_MS,
       // To check that a test can fail: e.g. SKV_FAULTS_SERVER_ARGS=--unsafe-follower-strong-reads
       // must make the paused-leader test fail.
-      serverArgs: (process.env.SKV_FAULTS_SERVER_ARGS ?? '').split(' ').filter((a) => a !== ''),
+      // These tests reason about who leads after a fault: no hand-over back to the preferred
+      // node (test/cluster-balance.test.ts tests that).
+      serverArgs: [
+        '--leader-handoff-ms',
+        '0',
+        ...(process.env.SKV_FAULTS_SERVER_ARGS ?? '').split(' ').filter((a) => a !== ''),
+      ],
     });
     return cluster;
   }

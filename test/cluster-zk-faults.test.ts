@@ -65,6 +65,8 @@ describe('skv cluster: ZooKeeper faults', () => {
       nodes: 3,
       splitKeys: ['h', 'p'],
       sessionTimeoutMs: SESSION_TIMEOUT_MS,
+      // Leaders change here only by the faults under test (no hand-over to the preferred node).
+      serverArgs: ['--leader-handoff-ms', '0'],
       zkConnect: async (id, zk) => {
         const proxy = await startWithholdingProxy(zk, { scope });
         proxy.withhold = false;

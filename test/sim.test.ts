@@ -11,6 +11,8 @@
 //   SIM_HARSH_SEEDS=1000          harsh-profile seeds (50000..), SIM_HARSH=1 with SIM_SEED replays one
 //   SIM_BATCHED_SEEDS=3000        seeds (100000..) whose nodes step inputs in batches as the real
 //                                 driver does; SIM_BATCH=1 with SIM_SEED replays one
+//   SIM_BALANCED_SEEDS=1000       batched seeds (200000..) with leader balancing on (hand-overs to
+//                                 the preferred member); SIM_BALANCE=1 with SIM_SEED replays one
 // A failing seed is printed with its violations; replay it with SIM_SEED.
 
 import { describe, expect, it } from 'vitest';
@@ -32,9 +34,14 @@ function describeFailure(r: SimReport): string {
 type Profile = Omit<SimOptions, 'seed'>;
 const HARSH: Profile = { nemesisIntervalMs: [10, 80], faultPhaseMs: 6000 };
 const BATCHED: Profile = { batchInputs: true };
+/** Hand over after 300 virtual ms of leading (ticks are 10 ms): many hand-overs per seed. */
+const BALANCED: Profile = {
+  batchInputs: true,
+  balance: { handoffAfterTicks: 30, handoffTimeoutTicks: 10, abstainTicks: 20 },
+};
 
 describe('deterministic simulation of one cohort', () => {
-  const totals = { seeds: 0, ops: 0, okOps: 0, timeline: 0, events: 0 };
+  const totals = { seeds: 0, ops: 0, okOps: 0, timeline: 0, events: 0, handoffs: 0 };
 
   /** One test case per CHUNK seeds of a profile; every failing seed is printed for replay. */
   function sweep(
@@ -60,6 +67,7 @@ describe('deterministic simulation of one cohort', () => {
           totals.okOps += r.okOps;
           totals.timeline += r.timelineReads;
           totals.events += r.events;
+          totals.handoffs += r.paths.handoffs ?? 0;
           // Vacuity guard (TESTING.md B.3): a run where nothing succeeded proves nothing.
           if (r.okOps < vacuousBelow)
             failures.push(`seed ${seed}: only ${r.okOps} ok ops (vacuous)`);
@@ -76,6 +84,7 @@ describe('deterministic simulation of one cohort', () => {
     {
       ...(process.env.SIM_HARSH === '1' ? HARSH : {}),
       ...(process.env.SIM_BATCH === '1' ? BATCHED : {}),
+      ...(process.env.SIM_BALANCE === '1' ? BALANCED : {}),
     },
     (a, b) => `seeds ${a}..${b}: safety under faults, then liveness after heal`,
     50,
@@ -105,6 +114,22 @@ describe('deterministic simulation of one cohort', () => {
     50,
   );
 
+  // Leader balancing: a non-preferred leader refuses writes, waits for the preferred member to
+  // match its log, resigns and abstains; ties go to the preferred member.
+  const balanced =
+    single !== undefined
+      ? []
+      : Array.from(
+          { length: Number(process.env.SIM_BALANCED_SEEDS ?? 400) },
+          (_, i) => 200_000 + i,
+        );
+  sweep(
+    balanced,
+    BALANCED,
+    (a, b) => `balanced seeds ${a}..${b} (replay: SIM_SEED=n SIM_BALANCE=1)`,
+    50,
+  );
+
   it('a seed replays exactly (same schedule, same history, same outcome)', () => {
     const a = runSeed({ seed: 4242 });
     const b = runSeed({ seed: 4242 });
@@ -113,8 +138,10 @@ describe('deterministic simulation of one cohort', () => {
 
   it('summary', () => {
     console.log(
-      `simulated ${totals.seeds} seeds: ${totals.ops} client ops (${totals.okOps} ok), ${totals.timeline} timeline reads, ${totals.events} events`,
+      `simulated ${totals.seeds} seeds: ${totals.ops} client ops (${totals.okOps} ok), ${totals.timeline} timeline reads, ${totals.events} events, ${totals.handoffs} leader hand-overs`,
     );
-    expect(totals.seeds).toBe(seeds.length + harsh.length + batched.length);
+    expect(totals.seeds).toBe(seeds.length + harsh.length + batched.length + balanced.length);
+    // Vacuity guard: the balanced seeds must actually hand leadership over.
+    if (balanced.length > 0) expect(totals.handoffs).toBeGreaterThan(balanced.length / 2);
   });
 });

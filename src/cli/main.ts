@@ -25,7 +25,7 @@ import {
   readTokenFile,
   type ServerSecurity,
 } from '../rpc/tls.js';
-import { SkvNode, splitHostPort } from '../server/node.js';
+import { LEADER_HANDOFF_MS_DEFAULT, SkvNode, splitHostPort } from '../server/node.js';
 import { initCluster } from './cluster-init.js';
 import { runDev } from './dev.js';
 import { createLogger } from './logger.js';
@@ -251,6 +251,14 @@ export function buildProgram(): Command {
         .default('50'),
     )
     .addOption(
+      new Option(
+        '--leader-handoff-ms <n>',
+        "hand a range's leadership to its preferred node after leading this long (0 = never)",
+      )
+        .env('SKV_LEADER_HANDOFF_MS')
+        .default(String(LEADER_HANDOFF_MS_DEFAULT)),
+    )
+    .addOption(
       new Option('--memtable-bytes <n>', 'memtable size per range before a flush').env(
         'SKV_MEMTABLE_BYTES',
       ),
@@ -332,6 +340,7 @@ export function buildProgram(): Command {
           dataDir: o.data,
           cluster: o.cluster,
           tickMs: intOption(o.tickMs, '--tick-ms'),
+          leaderHandoffMs: intOption(o.leaderHandoffMs, '--leader-handoff-ms'),
           ...(o.memtableBytes === undefined
             ? {}
             : { memtableSizeBytesMax: intOption(o.memtableBytes, '--memtable-bytes') }),

@@ -7,6 +7,9 @@
 // members must be present (a majority of 3); the highest last LSN wins (epoch first, then seq:
 // Raft's up-to-date rule); ties go to the LOWEST ZooKeeper sequence number, i.e. the candidate
 // that published first — deterministic, and it favours a node that has been waiting longest.
+// With leader balancing on, a tie goes to the cohort's preferred member first (types.ts
+// `LeaderBalance`); every member must then use the same preference, or a tie could leave each
+// tied candidate waiting for the other to claim.
 
 import type { NodeId } from '../core/ids.js';
 import { compareLsn } from '../core/lsn.js';
@@ -21,6 +24,7 @@ export interface ElectionDecision {
 export function decideElection(
   candidates: readonly Candidate[],
   members: readonly NodeId[],
+  preferred: NodeId | null = null,
 ): ElectionDecision | null {
   const perNode = new Map<NodeId, Candidate>();
   for (const c of candidates) {
@@ -41,7 +45,11 @@ export function decideElection(
   let winner = counted[0]!;
   for (const c of counted) {
     const byLsn = compareLsn(c.lastLsn, winner.lastLsn);
-    if (byLsn > 0 || (byLsn === 0 && c.seq < winner.seq)) winner = c;
+    if (byLsn > 0) {
+      winner = c;
+    } else if (byLsn === 0 && winner.nodeId !== preferred) {
+      if (c.nodeId === preferred || c.seq < winner.seq) winner = c;
+    }
   }
   return { winner, counted };
 }

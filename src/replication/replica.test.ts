@@ -21,12 +21,18 @@ function replica(
     voter?: boolean;
     fence?: number;
     unsafe?: ReplicaConfig['unsafe'];
+    balance?: ReplicaConfig['balance'];
     /** The coordinator's epoch, as the epoch znode reports it (leader messages up to it count). */
     knownEpoch?: number;
   } = {},
 ): Replica {
   const r = new Replica(
-    { self, members: MEMBERS, ...(opts.unsafe === undefined ? {} : { unsafe: opts.unsafe }) },
+    {
+      self,
+      members: MEMBERS,
+      ...(opts.unsafe === undefined ? {} : { unsafe: opts.unsafe }),
+      ...(opts.balance === undefined ? {} : { balance: opts.balance }),
+    },
     {
       hardState: { fenceEpoch: opts.fence ?? 0, voter: opts.voter ?? true },
       baseLsn: ZERO_LSN,
@@ -88,6 +94,98 @@ describe('election decision (S§7)', () => {
     );
     expect(d?.winner.nodeId).toBe('b');
     expect(d?.counted.map((c) => c.nodeId)).toEqual(['b', 'c']);
+  });
+});
+
+describe('leader balancing (types.ts LeaderBalance)', () => {
+  const BALANCE = { handoffAfterTicks: 4, handoffTimeoutTicks: 3, abstainTicks: 5 };
+  const ack = (from: string, matchSeq: number, epoch = 2): Parameters<Replica['step']>[0] => ({
+    type: 'message',
+    message: { type: 'ack', from, to: 'b', epoch, matchSeq, voter: true },
+  });
+  const write = (requestId: number): Parameters<Replica['step']>[0] => ({
+    type: 'client-write',
+    requestId,
+    payload: new Uint8Array([requestId]),
+  });
+  const tick = { type: 'tick' } as const;
+
+  /** b leads epoch 2 with its barrier (seq 2) committed by c's ack; a (preferred) is silent. */
+  function nonPreferredLeader(): Replica {
+    const l = replica('b', [entry(1, 1)], { commitSeq: 1, balance: BALANCE });
+    elect(l, 1, [cand('c', 101, lsn(1, 1))]);
+    step(l, { type: 'append-durable', lsn: lsn(2, 2) }, ack('c', 2));
+    expect(l.status().serving).toBe(true);
+    return l;
+  }
+
+  it('election ties go to the preferred (first) member, a higher last LSN still wins', () => {
+    const tie = [cand('c', 3, lsn(2, 5)), cand('a', 7, lsn(2, 5))];
+    expect(decideElection(tie, MEMBERS)?.winner.nodeId).toBe('c');
+    expect(decideElection(tie, MEMBERS, 'a')?.winner.nodeId).toBe('a');
+    const ahead = [cand('c', 3, lsn(2, 6)), cand('a', 7, lsn(2, 5))];
+    expect(decideElection(ahead, MEMBERS, 'a')?.winner.nodeId).toBe('c');
+  });
+
+  it('hands over only once the preferred member matched the whole log, then abstains', () => {
+    const l = nonPreferredLeader();
+    // a is caught up, but the leader leads 4 ticks first.
+    step(l, ack('a', 2));
+    expect(step(l, tick, tick, tick).coordinator).toEqual([]);
+    expect(l.status().role).toBe('leader');
+    // Then, nothing pending and a matched the log: it resigns in favour of a at once.
+    const rd = step(l, tick);
+    expect(rd.coordinator).toEqual([{ type: 'resign-leadership', epoch: 2, handoffTo: 'a' }]);
+    expect(l.status().role).toBe('follower');
+    // Its leader znode gone, it stands for no election until the abstention ends.
+    const quiet = step(
+      l,
+      { type: 'leader-znode', leader: null },
+      { type: 'epoch-znode', epoch: 2, version: 2 },
+    );
+    expect(quiet.afterDurable.coordinator).toEqual([]);
+    let published = false;
+    for (let i = 0; i < 5 && !published; i++) {
+      published = step(l, tick).afterDurable.coordinator.some(
+        (op) => op.type === 'publish-candidacy',
+      );
+    }
+    expect(published).toBe(true);
+  });
+
+  it('waits for the preferred member to ack the tail written before the hand-over began', () => {
+    const l = nonPreferredLeader();
+    step(l, ack('a', 2));
+    const w = step(l, write(5));
+    expect(w.entries.map((e) => e.lsn)).toEqual([lsn(2, 3)]);
+    step(l, { type: 'append-durable', lsn: lsn(2, 3) }, ack('c', 3));
+    step(l, tick, tick, tick, tick);
+    // Hand-over running, a has not acked seq 3 yet: still leader.
+    expect(step(l, write(6)).replies).toEqual([{ type: 'unavailable', requestId: 6 }]);
+    expect(l.status().role).toBe('leader');
+    const rd = step(l, ack('a', 3));
+    expect(rd.coordinator).toEqual([{ type: 'resign-leadership', epoch: 2, handoffTo: 'a' }]);
+  });
+
+  it('a preferred member that does not catch up in time: the hand-over is abandoned, writes resume', () => {
+    const l = nonPreferredLeader();
+    step(l, ack('a', 1));
+    step(l, tick, tick, tick, tick);
+    expect(step(l, write(5)).replies).toEqual([{ type: 'unavailable', requestId: 5 }]);
+    step(l, tick, tick, tick);
+    const resumed = step(l, write(6));
+    expect(resumed.replies).toEqual([]);
+    expect(resumed.entries.map((e) => e.lsn)).toEqual([lsn(2, 3)]);
+    expect(l.status().role).toBe('leader');
+  });
+
+  it('without balancing, or as the preferred member, a leader never hands over', () => {
+    const plain = replica('b', [entry(1, 1)], { commitSeq: 1 });
+    elect(plain, 1, [cand('c', 101, lsn(1, 1))]);
+    step(plain, { type: 'append-durable', lsn: lsn(2, 2) }, ack('c', 2), ack('a', 2));
+    for (let i = 0; i < 20; i++) step(plain, tick);
+    expect(step(plain, write(5)).replies).toEqual([]);
+    expect(plain.status().role).toBe('leader');
   });
 });
 

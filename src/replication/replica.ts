@@ -49,6 +49,7 @@ import {
   type HeartbeatAckMessage,
   type HeartbeatMessage,
   type Input,
+  type LeaderBalance,
   type LeaderInfo,
   type Message,
   type NackMessage,
@@ -64,6 +65,9 @@ import {
 } from './types.js';
 
 export type Role = 'follower' | 'candidate' | 'leader';
+
+/** A failed hand-over doubles the wait before the next, up to this many times the first. */
+const HANDOFF_BACKOFF_MAX = 64;
 
 interface Progress {
   /** Next seq to send. */
@@ -194,6 +198,18 @@ export class Replica {
   private readRound = 0;
   private lastHeartbeatTick = 0;
   private lastNoopTick = 0;
+  /** Tick this replica last became leader. */
+  private leaderSinceTick = 0;
+
+  // --- leader balancing (types.ts LeaderBalance) ---
+  private readonly balance: LeaderBalance | null;
+  /** Leader handing over to the preferred member: since this tick (writes are refused). */
+  private handoffStartTick: number | null = null;
+  /** Ticks to lead before handing over; doubles each time a hand-over comes back to us. */
+  private handoffWaitTicks = 0;
+  private lastHandoffTick: number | null = null;
+  /** No candidacy before this tick (after resigning to hand over). */
+  private abstainUntilTick = 0;
 
   // --- coordinator view ---
   private sessionUp = false;
@@ -233,6 +249,8 @@ export class Replica {
     this.limits = { ...DEFAULT_LIMITS, ...config.limits };
     this.timing = { ...DEFAULT_TIMING, ...config.timing };
     this.unsafe = config.unsafe ?? {};
+    this.balance = config.balance ?? null;
+    this.handoffWaitTicks = this.balance?.handoffAfterTicks ?? 0;
     this.hard = { ...restored.hardState };
     this.base = restored.baseLsn;
     this.log = [...restored.entries];
@@ -396,6 +414,7 @@ export class Replica {
     this.emitCommitted();
     this.resolveSnapshots();
     this.serveConfirmedReads();
+    this.maybeFinishHandoff();
     const o = this.out;
     this.readyTaken = true;
     const mustSync =
@@ -435,8 +454,9 @@ export class Replica {
       this.out.replies.push({ type: 'not-leader', requestId, leaderHint: this.leaderHint });
       return;
     }
-    // DESIGN.md §5 rule 4: no client write before the barrier is committed.
-    if (!this.barrierCommitted()) {
+    // DESIGN.md §5 rule 4: no client write before the barrier is committed. Nor while handing
+    // over: the log must stop growing for the preferred member to match it.
+    if (!this.barrierCommitted() || this.handoffStartTick !== null) {
       this.out.replies.push({ type: 'unavailable', requestId });
       return;
     }
@@ -525,7 +545,10 @@ export class Replica {
 
   private onTick(): void {
     this.ticks += 1;
-    if (this.role !== 'leader') return;
+    if (this.role !== 'leader') {
+      if (this.ticks === this.abstainUntilTick) this.maybeStandForElection();
+      return;
+    }
     if (this.ticks - this.lastHeartbeatTick >= this.timing.heartbeatIntervalTicks) {
       this.broadcastHeartbeat();
     }
@@ -560,6 +583,50 @@ export class Replica {
       }
     }
     this.pendingReads = keep;
+    this.maybeStartHandoff();
+  }
+
+  // ===========================================================================================
+  // Leader balancing (types.ts LeaderBalance)
+
+  private maybeStartHandoff(): void {
+    const b = this.balance;
+    const preferred = this.members[0]!;
+    if (b === null || b.handoffAfterTicks <= 0 || preferred === this.self) return;
+    if (this.handoffStartTick !== null) {
+      if (this.ticks - this.handoffStartTick >= b.handoffTimeoutTicks) {
+        // The preferred member did not catch up in time: lead on, try again later.
+        this.handoffStartTick = null;
+        this.leaderSinceTick = this.ticks;
+        this.handoffWaitTicks = this.nextHandoffWait();
+      }
+      return;
+    }
+    if (!this.sessionUp || !this.barrierCommitted()) return;
+    if (this.ticks - this.leaderSinceTick < this.handoffWaitTicks) return;
+    const p = this.progress.get(preferred)!;
+    const caughtUp =
+      p.voter &&
+      !p.snapshotPending &&
+      this.ticks - p.lastAckTick <= this.timing.retransmitTicks &&
+      this.lastLsn().seq - p.matchSeq <= this.limits.uncommittedEntriesMax;
+    if (caughtUp) this.handoffStartTick = this.ticks;
+  }
+
+  /** Hand over once the preferred member holds our whole log and all of it is committed. */
+  private maybeFinishHandoff(): void {
+    if (this.handoffStartTick === null || this.role !== 'leader') return;
+    const last = this.lastLsn().seq;
+    const p = this.progress.get(this.members[0]!)!;
+    if (p.matchSeq < last || this.commitSeq < last || this.pendingWrites.size > 0) return;
+    this.lastHandoffTick = this.ticks;
+    this.abstainUntilTick = this.ticks + this.balance!.abstainTicks;
+    this.stepDown(this.members[0]!);
+  }
+
+  private nextHandoffWait(): number {
+    const base = this.balance?.handoffAfterTicks ?? 0;
+    return Math.min(this.handoffWaitTicks * 2, base * HANDOFF_BACKOFF_MAX);
   }
 
   private broadcastHeartbeat(): void {
@@ -1105,13 +1172,18 @@ export class Replica {
     this.base = lsn;
   }
 
-  private stepDown(): void {
+  private stepDown(handoffTo?: NodeId): void {
     assert(this.role === 'leader', 'only a leader steps down');
     if (this.sessionUp) {
-      this.out.coordinator.push({ type: 'resign-leadership', epoch: this.currentEpoch });
+      this.out.coordinator.push({
+        type: 'resign-leadership',
+        epoch: this.currentEpoch,
+        ...(handoffTo === undefined ? {} : { handoffTo }),
+      });
     }
     this.role = 'follower';
     this.leaderHint = null;
+    this.handoffStartTick = null;
     for (const requestId of this.pendingWrites.values()) {
       this.out.replies.push({ type: 'outcome-unknown', requestId });
     }
@@ -1177,6 +1249,7 @@ export class Replica {
     if (!this.sessionUp || this.leaderZnode !== null || this.epochZnode === undefined) return;
     if (this.leaderZnode === undefined) return;
     if (!this.hard.voter || this.role === 'leader') return;
+    if (this.ticks < this.abstainUntilTick) return;
     const round = this.epochZnode.epoch;
     if (this.candidacyRound === round) return;
     // Freeze: from now on nothing of an epoch <= round is accepted, so the LSN we publish stays
@@ -1196,7 +1269,11 @@ export class Replica {
     this.seenCandidates = { round, candidates };
     if (this.role !== 'candidate' || this.candidacyRound !== round) return;
     if (this.epochZnode === undefined || this.epochZnode.epoch !== round) return;
-    const decision = decideElection(candidates, this.members);
+    const decision = decideElection(
+      candidates,
+      this.members,
+      this.balance === null ? null : this.members[0]!,
+    );
     if (decision === null || decision.winner.nodeId !== this.self) return;
     // Our candidacy is only ours if the LSN matches (a lingering one from a previous life of
     // this node with a different log is not acted on).
@@ -1247,6 +1324,17 @@ export class Replica {
   // (App. B), and then the new-epoch barrier. Nothing commits before the barrier does.
   private becomeLeader(epoch: number): void {
     this.role = 'leader';
+    this.leaderSinceTick = this.ticks;
+    this.handoffStartTick = null;
+    if (this.balance !== null) {
+      // Leading again soon after handing over: the preferred member could not take it (down,
+      // cut off from ZooKeeper): wait longer before the next try, so writes are not refused
+      // over and over.
+      const recent =
+        this.lastHandoffTick !== null &&
+        this.ticks - this.lastHandoffTick < 2 * this.balance.handoffAfterTicks;
+      this.handoffWaitTicks = recent ? this.nextHandoffWait() : this.balance.handoffAfterTicks;
+    }
     this.currentEpoch = epoch;
     this.epochKnown = Math.max(this.epochKnown, epoch);
     this.leaderHint = this.self;

@@ -160,7 +160,12 @@ export type CoordinatorOp =
    * Delete the leader znode if it is still ours for `epoch`. A leader that steps down while its
    * session lives must do this, or nobody would ever stand for election again.
    */
-  | { readonly type: 'resign-leadership'; readonly epoch: number };
+  | {
+      readonly type: 'resign-leadership';
+      readonly epoch: number;
+      /** Resigned to hand leadership to this member (leader balancing). */
+      readonly handoffTo?: NodeId;
+    };
 
 // ---------------------------------------------------------------------------------------------
 // Inputs
@@ -296,6 +301,28 @@ export interface ReplicaConfig {
   readonly limits?: Partial<ReplicaLimits>;
   readonly timing?: Partial<ReplicaTiming>;
   readonly unsafe?: UnsafeSwitches;
+  /** Leader balancing; absent: off (ties go to the lowest candidate sequence number). */
+  readonly balance?: LeaderBalance;
+}
+
+/**
+ * Leader balancing. A cohort's preferred leader is its first member: chained declustering
+ * makes each node the first member of its own range, so preferred leaders spread the ranges'
+ * leaders (and their strong reads and writes) over the nodes. With balancing on, election ties
+ * (equal last LSNs) go to the preferred member; and a leader that is not the preferred member
+ * hands leadership over once the preferred member is a caught-up voter: it refuses new writes
+ * (`unavailable`: the client retries), waits until the preferred member has durably matched
+ * its whole log and everything is committed, then resigns and stands for no election for a
+ * while, so the preferred member (whose log is then at least as new as the third member's)
+ * wins the next round. Safety does not depend on any of this: any max-LSN winner is safe.
+ */
+export interface LeaderBalance {
+  /** Lead this many ticks before handing over (0: election ties only, never hand over). */
+  readonly handoffAfterTicks: number;
+  /** A hand-over not done within this many ticks is abandoned and writes resume. */
+  readonly handoffTimeoutTicks: number;
+  /** After resigning to hand over, publish no candidacy for this many ticks. */
+  readonly abstainTicks: number;
 }
 
 export const DEFAULT_LIMITS: ReplicaLimits = {

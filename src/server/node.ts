@@ -28,7 +28,13 @@ import { CommitLog as CommitLogImpl } from '../log/index.js';
 import { compareBytes } from '../placement/bytes.js';
 import type { KeyRange, RangeMap as PlacementRangeMap } from '../placement/range-map.js';
 import { makeRangeMap, rangeForKey, rangesOverlapping } from '../placement/range-map.js';
-import type { Candidate, CoordinatorOp, Entry, Message } from '../replication/types.js';
+import type {
+  Candidate,
+  CoordinatorOp,
+  Entry,
+  LeaderBalance,
+  Message,
+} from '../replication/types.js';
 import type {
   CallContext,
   CellValue,
@@ -70,6 +76,12 @@ export interface NodeConfig {
   readonly tickMs?: number;
   /** Memtable size per range before a flush. */
   readonly memtableSizeBytesMax?: number;
+  /**
+   * Leader balancing (replication/types.ts LeaderBalance): a leader that is not its range's
+   * preferred member hands over after leading this long with the preferred member caught up.
+   * 0: never hand over (election ties still go to the preferred member). Default 5000.
+   */
+  readonly leaderHandoffMs?: number;
   /** Deliberately unsafe switches for the fault suites (never in production). */
   readonly unsafe?: { readonly ackBeforeDurable?: boolean; readonly followerStrongReads?: boolean };
   /** TLS and bearer token of the port; the node's certificate also signs its peer links. */
@@ -107,6 +119,12 @@ export interface NodeDeps {
 const NODE_MARKER = 'node.json';
 const SNAPSHOT_TRANSFER_BYTES_MAX = 4 * 1024 * 1024 * 1024;
 const GC_INTERVAL_MS = 5_000;
+const DEFAULT_TICK_MS = 50;
+export const LEADER_HANDOFF_MS_DEFAULT = 5_000;
+/** A hand-over whose preferred member has not matched the log by then is abandoned. */
+const HANDOFF_TIMEOUT_MS = 1_000;
+/** After handing over, no candidacy for this long: the preferred member wins the round. */
+const HANDOFF_ABSTAIN_MS = 2_000;
 const SCAN_PAGE_ROWS_MAX = 1000;
 /** Beyond two session timeouts, when waiting for a previous life's membership znode to expire. */
 const REGISTER_SLACK_MS = 1000;
@@ -293,7 +311,7 @@ export class SkvNode {
         JSON.stringify({ id: this.id, cluster: this.config.cluster }),
       );
     }
-    const tickMs = this.config.tickMs ?? 50;
+    const tickMs = this.config.tickMs ?? DEFAULT_TICK_MS;
     this.timers.push(setInterval(() => this.tick(), tickMs));
     this.timers.push(setInterval(() => this.collectGarbage(), GC_INTERVAL_MS));
     this.unsubscribes.push(
@@ -405,6 +423,7 @@ export class SkvNode {
           self: this.id,
           members: [...range.members],
           ...(this.config.unsafe === undefined ? {} : { unsafe: this.config.unsafe }),
+          balance: this.leaderBalance(),
         },
         store,
         logView: view,
@@ -608,7 +627,15 @@ export class SkvNode {
         return;
       case 'resign-leadership':
         coord.resignLeader(rangeId, op.epoch).catch(() => {});
-        this.say('info', 'resigned leadership', { range: rangeId, epoch: op.epoch });
+        this.say(
+          'info',
+          op.handoffTo === undefined ? 'resigned leadership' : 'handing leadership over',
+          {
+            range: rangeId,
+            epoch: op.epoch,
+            ...(op.handoffTo === undefined ? {} : { to: op.handoffTo }),
+          },
+        );
         return;
     }
   }
@@ -1231,6 +1258,17 @@ export class SkvNode {
         };
       }),
       nodes: [...this.addresses].map(([id, address]) => ({ id, address, live: true })),
+    };
+  }
+
+  private leaderBalance(): LeaderBalance {
+    const tickMs = this.config.tickMs ?? DEFAULT_TICK_MS;
+    const ticks = (ms: number) => Math.max(1, Math.ceil(ms / tickMs));
+    const handoffMs = this.config.leaderHandoffMs ?? LEADER_HANDOFF_MS_DEFAULT;
+    return {
+      handoffAfterTicks: handoffMs === 0 ? 0 : ticks(handoffMs),
+      handoffTimeoutTicks: ticks(HANDOFF_TIMEOUT_MS),
+      abstainTicks: ticks(HANDOFF_ABSTAIN_MS),
     };
   }
 

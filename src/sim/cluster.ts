@@ -18,6 +18,7 @@ import type {
   Message,
   ReplicaLimits,
   ReplicaTiming,
+  LeaderBalance,
   UnsafeSwitches,
 } from '../replication/types.js';
 import { ApplyModel, cellKey } from './apply-model.js';
@@ -66,6 +67,8 @@ export interface SimOptions {
   readonly keys?: number;
   /** Step inputs in batches per instant, as the real driver does (SimNodeOptions.batchInputs). */
   readonly batchInputs?: boolean;
+  /** Leader balancing (off by default: the pinned regression seeds replay without it). */
+  readonly balance?: LeaderBalance;
 }
 
 export interface TimelineRead {
@@ -196,6 +199,7 @@ export class SimCluster {
             members: NODE_IDS,
             ...(options.unsafe === undefined ? {} : { unsafe: options.unsafe }),
             ...(options.timing === undefined ? {} : { timing: options.timing }),
+            ...(options.balance === undefined ? {} : { balance: options.balance }),
             limits: options.limits ?? variedLimits,
           },
           tickMs: 10,
@@ -742,6 +746,15 @@ export class SimCluster {
     const convergedInTime = this.runUntil(() => this.converged(), 5000);
     if (!convergedInTime) this.violation('liveness: replicas did not converge after heal');
     if (this.okWritesAfterHeal === 0) this.violation('liveness: no write succeeded after heal');
+    if ((this.options.balance?.handoffAfterTicks ?? 0) > 0) {
+      // Leader balancing: once healed, leadership ends at the preferred member.
+      const preferred = NODE_IDS[0]!;
+      if (!this.runUntil(() => this.leader()?.id === preferred, 5000)) {
+        this.violation(
+          `liveness: leadership did not return to the preferred member ${preferred} (leader: ${this.leader()?.id ?? 'none'})`,
+        );
+      }
+    }
     this.runFor(this.opts.clientTimeoutMs + 50);
     this.finalReads();
     return this.report();

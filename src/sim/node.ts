@@ -94,6 +94,7 @@ export class SimNode {
     promotions: 0,
     compactions: 0,
     electionsWon: 0,
+    handoffs: 0,
   };
 
   constructor(
@@ -509,6 +510,7 @@ export class SimNode {
         );
         break;
       case 'resign-leadership':
+        if (op.handoffTo !== undefined) this.stats.handoffs += 1;
         this.zkRequest({ op: 'resign', epoch: op.epoch }, () => {});
         break;
       default: {
