@@ -15,10 +15,10 @@ import { type Lsn, lsnEquals } from '../core/lsn.js';
 import { decodeRowMutation, encodeRowMutation } from '../core/mutation.js';
 import type {
   Entry,
+  LeaderBalance,
   Message,
   ReplicaLimits,
   ReplicaTiming,
-  LeaderBalance,
   UnsafeSwitches,
 } from '../replication/types.js';
 import { ApplyModel, cellKey } from './apply-model.js';
