@@ -200,6 +200,22 @@ describe('SkvClient routing', () => {
     expect(t.calls.length).toBeGreaterThan(2);
   });
 
+  it('backs off and retries a write the range refused as overloaded; surfaces it on a read', async () => {
+    const t = new FakeTransport((_a, op, n) => {
+      if (n <= 3) throw new RemoteError('overloaded', 'too many writes in flight', 8, null);
+      if (op.$case === 'get') throw new RemoteError('overloaded', 'answer too large', 8, null);
+      return putOk;
+    });
+    const c = new SkvClient({ servers: ['seed'], transport: t, timeoutMs: 2000, backoffBaseMs: 5 });
+    const started = performance.now();
+    await expect(c.put('apple', 'c', 'v')).resolves.toBe(7);
+    expect(t.calls.map((x) => x.address)).toEqual(['a0', 'a0', 'a0', 'a0']);
+    // Three backoffs of at least 2.5, 5 and 10 ms (half the ceiling, jittered).
+    expect(performance.now() - started).toBeGreaterThanOrEqual(17);
+    await expect(c.get('apple', 'c')).rejects.toMatchObject({ code: 'overloaded' });
+    expect(t.calls.length).toBe(5);
+  });
+
   it('spreads timeline reads over the replicas', async () => {
     const t = new FakeTransport(() => ({
       $case: 'get',

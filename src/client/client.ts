@@ -4,6 +4,9 @@
 // Retries (TESTING.md A.2 root cause 1: never turn an unknown outcome into a duplicate):
 //   - `not-leader` and `unavailable` from a node mean the request was refused before it was
 //     proposed: refresh the route (leader hint first) and retry with backoff, within the deadline.
+//   - `overloaded` on a write: the range refused it before proposing it (too many writes in
+//     flight: back-pressure), so back off and retry at the same leader, within the deadline. On
+//     a read it is surfaced (an answer too large for a message never gets smaller).
 //   - `deadline-exceeded` on a write means the outcome is unknown: surfaced, never retried.
 //     Reads are retried (they change nothing).
 //   - `invalid-argument` and `version-mismatch` are answers, not failures: surfaced at once.
@@ -402,6 +405,10 @@ export class SkvClient {
           case 'unavailable':
           case 'closed':
             this.mapVersion = -1;
+            await sleep(this.backoff(attempt));
+            break;
+          case 'overloaded':
+            if (how.read) throw err;
             await sleep(this.backoff(attempt));
             break;
           case 'deadline-exceeded':
