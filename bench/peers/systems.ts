@@ -114,6 +114,9 @@ export async function startSystem(name: SystemName, o: SystemOptions): Promise<R
       // the same machine measured about the same write throughput at ~30 % more server CPU per
       // write (smaller batches per cohort), and strong reads depended on where leaders landed.
       const cluster = await TestCluster.start({ nodes: 3, ranges: 1 });
+      // Measure the settled cluster: leadership at the preferred node (a hand-over during the
+      // measured seconds would show as a gap of a few hundred ms).
+      await cluster.waitForLeaders(30_000, (m) => m.ranges.every((r) => r.leader === r.members[0]));
       const serverPids = cluster.nodes.flatMap((n) =>
         n.process?.pid === undefined ? [] : [n.process.pid],
       );
