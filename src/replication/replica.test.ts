@@ -111,8 +111,8 @@ describe('leader balancing (types.ts LeaderBalance)', () => {
   const tick = { type: 'tick' } as const;
 
   /** b leads epoch 2 with its barrier (seq 2) committed by c's ack; a (preferred) is silent. */
-  function nonPreferredLeader(): Replica {
-    const l = replica('b', [entry(1, 1)], { commitSeq: 1, balance: BALANCE });
+  function nonPreferredLeader(balance = BALANCE): Replica {
+    const l = replica('b', [entry(1, 1)], { commitSeq: 1, balance });
     elect(l, 1, [cand('c', 101, lsn(1, 1))]);
     step(l, { type: 'append-durable', lsn: lsn(2, 2) }, ack('c', 2));
     expect(l.status().serving).toBe(true);
@@ -177,6 +177,23 @@ describe('leader balancing (types.ts LeaderBalance)', () => {
     expect(resumed.replies).toEqual([]);
     expect(resumed.entries.map((e) => e.lsn)).toEqual([lsn(2, 3)]);
     expect(l.status().role).toBe('leader');
+  });
+
+  it('does not hand over while the third member is silent (the preferred one could not win)', () => {
+    // Lead 10 ticks first: longer than c may stay silent (retransmitTicks 6) and count as live.
+    const l = nonPreferredLeader({ ...BALANCE, handoffAfterTicks: 10 });
+    // c acked at tick 0 and then went quiet; a keeps acking and is caught up.
+    for (let i = 0; i < 14; i++) {
+      const rd = step(l, tick, ack('a', 2));
+      expect(rd.coordinator).toEqual([]);
+    }
+    expect(step(l, write(5)).replies).toEqual([]);
+    expect(l.status().role).toBe('leader');
+    // c is back: the hand-over goes ahead at the next tick.
+    step(l, { type: 'append-durable', lsn: lsn(2, 3) }, ack('c', 3), ack('a', 3));
+    expect(l.status().commitSeq).toBe(3);
+    const rd = step(l, tick);
+    expect(rd.coordinator).toEqual([{ type: 'resign-leadership', epoch: 2, handoffTo: 'a' }]);
   });
 
   it('without balancing, or as the preferred member, a leader never hands over', () => {

@@ -604,12 +604,16 @@ export class Replica {
     }
     if (!this.sessionUp || !this.barrierCommitted()) return;
     if (this.ticks - this.leaderSinceTick < this.handoffWaitTicks) return;
+    // Both followers must be live voters: after we resign, the preferred member needs the third
+    // one's candidacy to win the round while we abstain (with a member down, a hand-over would
+    // leave the range leaderless until the abstention ends). Balance waits for a healthy cohort.
+    for (const peer of this.peers) {
+      const q = this.progress.get(peer)!;
+      if (!q.voter || this.ticks - q.lastAckTick > this.timing.retransmitTicks) return;
+    }
     const p = this.progress.get(preferred)!;
     const caughtUp =
-      p.voter &&
-      !p.snapshotPending &&
-      this.ticks - p.lastAckTick <= this.timing.retransmitTicks &&
-      this.lastLsn().seq - p.matchSeq <= this.limits.uncommittedEntriesMax;
+      !p.snapshotPending && this.lastLsn().seq - p.matchSeq <= this.limits.uncommittedEntriesMax;
     if (caughtUp) this.handoffStartTick = this.ticks;
   }
 
