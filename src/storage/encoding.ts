@@ -162,12 +162,21 @@ function readU64(b: Buffer, at: number): number {
 }
 
 export function encodeDataValue(version: number, value: Uint8Array): Buffer {
-  assert(version > 0, 'stored cells have a version');
-  const b = Buffer.allocUnsafe(9 + value.length);
-  b[0] = FORMAT_V1;
-  writeU64(b, version, 1);
-  b.set(value, 9);
+  const b = Buffer.allocUnsafe(DATA_VALUE_HEADER_BYTES + value.length);
+  encodeDataValueInto(b, version, value);
   return b;
+}
+
+/** Bytes of a data value before the cell's value (format byte, u64 version). */
+export const DATA_VALUE_HEADER_BYTES = 9;
+
+/** encodeDataValue into the start of `target` (large enough); returns the bytes written. */
+export function encodeDataValueInto(target: Buffer, version: number, value: Uint8Array): number {
+  assert(version > 0, 'stored cells have a version');
+  target[0] = FORMAT_V1;
+  writeU64(target, version, 1);
+  target.set(value, DATA_VALUE_HEADER_BYTES);
+  return DATA_VALUE_HEADER_BYTES + value.length;
 }
 
 export interface StoredValue {

@@ -11,6 +11,20 @@ export type TableOp =
   | { readonly type: 'put'; readonly key: Buffer; readonly value: Buffer }
   | { readonly type: 'del'; readonly key: Buffer };
 
+/**
+ * A batch filled one operation at a time and applied atomically by `write`. The adapter copies
+ * each key and value when it is added, so the caller may reuse its buffers at once (a flush
+ * encodes hundreds of thousands of cells through one scratch buffer instead of allocating each).
+ */
+export interface TableBatch {
+  put(key: Buffer, value: Buffer): void;
+  del(key: Buffer): void;
+  /** Applies every operation added, all or nothing. The batch is done after it. */
+  write(): Promise<void>;
+  /** Drops the batch unwritten. */
+  close(): Promise<void>;
+}
+
 export interface TableSnapshot {
   close(): Promise<void>;
 }
@@ -33,6 +47,7 @@ export interface TableStore {
   /** Entries with gte <= key < lt, in key order, in bounded batches. */
   iterate(options: TableIterateOptions): AsyncGenerator<Array<[Buffer, Buffer]>>;
   write(ops: readonly TableOp[]): Promise<void>;
+  batch(): TableBatch;
   /** Deletes every key in [gte, lt). Not atomic. */
   clear(gte: Buffer, lt: Buffer): Promise<void>;
   flushToTables(): Promise<void>;

@@ -15,7 +15,13 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { ClassicLevel } from 'classic-level';
 import { assert } from '../../core/assert.js';
 import { FLUSH_RANGE_END, FLUSH_RANGE_START, PROBE_KEY } from '../encoding.js';
-import type { TableIterateOptions, TableOp, TableSnapshot, TableStore } from '../table-store.js';
+import type {
+  TableBatch,
+  TableIterateOptions,
+  TableOp,
+  TableSnapshot,
+  TableStore,
+} from '../table-store.js';
 
 const ITERATE_BATCH_ENTRIES_MAX = 1000;
 /** Operations added to a batch between two turns of the event loop. */
@@ -131,11 +137,9 @@ export class LevelTableStore implements TableStore {
 
   async write(ops: readonly TableOp[]): Promise<void> {
     if (ops.length === 0) return;
-    // One atomic batch, built in slices: a flush carries a whole memtable (hundreds of thousands
-    // of cells), and handing it over in one call blocked the event loop for seconds (long
-    // enough for every node flushing at once to lose its ZooKeeper session). The chained batch
-    // collects the operations natively; only `write` applies them, all or nothing.
-    const batch = this.db.batch();
+    // One atomic batch, built in slices: handing many operations over in one call blocks the
+    // event loop (long enough, for a whole memtable, to lose a ZooKeeper session).
+    const batch = this.batch();
     try {
       for (let i = 0; i < ops.length; i++) {
         const op = ops[i]!;
@@ -148,6 +152,27 @@ export class LevelTableStore implements TableStore {
       await batch.close().catch(() => {});
       throw err;
     }
+  }
+
+  /**
+   * A chained batch: classic-level hands each put and del straight to LevelDB's native
+   * WriteBatch, which copies the bytes (binding.cc batch_put), so callers may reuse buffers.
+   * That holds only while nobody listens to the database's 'write' event (abstract-level then
+   * keeps the operations): this adapter never does.
+   */
+  batch(): TableBatch {
+    assert(this.db.listenerCount('write') === 0, "no 'write' listener (batches copy at once)");
+    const b = this.db.batch();
+    return {
+      put: (key, value) => {
+        b.put(key, value);
+      },
+      del: (key) => {
+        b.del(key);
+      },
+      write: () => b.write(),
+      close: () => b.close(),
+    };
   }
 
   async clear(gte: Buffer, lt: Buffer): Promise<void> {
