@@ -56,6 +56,7 @@ export interface BenchCommandOptions {
   loadConcurrency: number;
   loadStart: number;
   loadTimeout: number;
+  loadRetries: number;
   operationCount: number;
   scanLengthMax: number;
   timeoutMs: number;
@@ -128,6 +129,7 @@ export function runOptionsFor(o: BenchCommandOptions): RunOptions {
     loadConcurrency: o.loadConcurrency,
     loadStart: o.loadStart,
     loadTimeoutS: o.loadTimeout,
+    loadRetries: o.loadRetries,
     operationCountMax: o.operationCount,
     drainTimeoutMs: o.timeoutMs + 1_000,
   };
@@ -303,6 +305,12 @@ export function registerBenchCommand(program: Command): Command {
       d.loadStart,
     )
     .option('--load-timeout <s>', 'load phase time limit', numberIn(1, 86_400), d.loadTimeoutS)
+    .option(
+      '--load-retries <n>',
+      'attempts after a failed insert while loading, with backoff (YCSB insertion retry limit)',
+      intIn(0, 100),
+      d.loadRetries,
+    )
     .option(
       '--operation-count <n>',
       'operations per run at most (0: until the duration ends)',

@@ -71,7 +71,11 @@ export function formatTable(r: BenchResult): string {
     lines.push(
       `   load: ${r.load.inserted}/${r.load.records} rows in ${r.load.durationS.toFixed(1)} s ` +
         `(${formatRate(r.load.opsPerSec)} rows/s, p99 ${formatUs(r.load.latencyUs.p99)}, ` +
-        `errors ${errorsText(r.load.errors)}${r.load.timedOut ? ', TIMED OUT' : ''})`,
+        `errors ${errorsText(r.load.errors)}` +
+        (Object.keys(r.load.retried ?? {}).length > 0
+          ? `, retried ${errorsText(r.load.retried)}`
+          : '') +
+        `${r.load.timedOut ? ', TIMED OUT' : ''})`,
     );
   }
   lines.push(pad([header, ...rows]));

@@ -36,6 +36,14 @@ import { Random } from './random.js';
 import { type BenchTarget, errorCode, type Field } from './target.js';
 import { OP_KINDS, type OpKind, validateWorkload, type WorkloadSpec } from './workloads.js';
 
+/** Load retries allowed at most, and the first retry's backoff (doubling after). */
+const LOAD_RETRIES_MAX = 100;
+const LOAD_RETRY_BACKOFF_MS = 100;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
 /** In-flight operations at most (closed-loop workers, open-loop slots, load workers). */
 export const CONCURRENCY_MAX = 16_384;
 /** Columns per row at most. */
@@ -59,6 +67,12 @@ export interface RunOptions {
   /** The load inserts record numbers loadStart..recordCount-1 (YCSB's insertstart). */
   readonly loadStart: number;
   readonly loadTimeoutS: number;
+  /**
+   * Attempts after a failed insert, with backoff (YCSB's insertion retry limit): a row the
+   * load leaves out turns later reads of it into not-found. A retried insert whose first
+   * attempt had an unknown outcome writes the same value again.
+   */
+  readonly loadRetries: number;
   /** Operations in the transaction phase at most (warm-up included); 0: no count bound. */
   readonly operationCountMax: number;
   readonly drainTimeoutMs: number;
@@ -80,6 +94,7 @@ export const DEFAULT_RUN_OPTIONS: RunOptions = {
   loadConcurrency: 256,
   loadStart: 0,
   loadTimeoutS: 3_600,
+  loadRetries: 3,
   operationCountMax: 0,
   drainTimeoutMs: 10_000,
 };
@@ -116,7 +131,10 @@ export interface LoadResult {
   readonly durationS: number;
   readonly opsPerSec: number;
   readonly latencyUs: LatencySummaryUs;
+  /** Rows not inserted after every attempt, by the last attempt's error code. */
   readonly errors: Record<string, number>;
+  /** Failed attempts that were retried, by error code. */
+  readonly retried: Record<string, number>;
   readonly timedOut: boolean;
 }
 
@@ -194,6 +212,10 @@ export function validateRunOptions(o: RunOptions): void {
   assert(o.warmupS >= 0, 'warm-up must be >= 0');
   assert(o.loadTimeoutS > 0, 'load timeout must be > 0');
   assert(
+    Number.isSafeInteger(o.loadRetries) && o.loadRetries >= 0 && o.loadRetries <= LOAD_RETRIES_MAX,
+    `load retries must be in [0, ${LOAD_RETRIES_MAX}]`,
+  );
+  assert(
     Number.isSafeInteger(o.loadStart) && o.loadStart >= 0 && o.loadStart <= o.recordCount,
     'load start must be in [0, record count]',
   );
@@ -263,6 +285,7 @@ async function runLoad(
 ): Promise<LoadResult> {
   const histogram = newHistogram();
   const errors = new Map<string, number>();
+  const retried = new Map<string, number>();
   const t0 = performance.now();
   const deadline = t0 + options.loadTimeoutS * 1000;
   let nextKey = options.loadStart;
@@ -288,17 +311,24 @@ async function runLoad(
         return;
       }
       const k = nextKey++;
-      const start = performance.now();
-      try {
-        await target.ops.insert(
-          keyName(k, options.keyOrder),
-          rowFields(values, options.fieldCount),
-        );
-        histogram.recordValue(Math.max(1, Math.round((performance.now() - start) * 1000)));
-        inserted++;
-      } catch (err) {
-        const code = errorCode(err);
-        errors.set(code, (errors.get(code) ?? 0) + 1);
+      const key = keyName(k, options.keyOrder);
+      const fields = rowFields(values, options.fieldCount);
+      for (let attempt = 0; ; attempt++) {
+        const start = performance.now();
+        try {
+          await target.ops.insert(key, fields);
+          histogram.recordValue(Math.max(1, Math.round((performance.now() - start) * 1000)));
+          inserted++;
+          break;
+        } catch (err) {
+          const code = errorCode(err);
+          if (attempt >= options.loadRetries || performance.now() >= deadline) {
+            errors.set(code, (errors.get(code) ?? 0) + 1);
+            break;
+          }
+          retried.set(code, (retried.get(code) ?? 0) + 1);
+          await sleep(LOAD_RETRY_BACKOFF_MS * 2 ** attempt);
+        }
       }
     }
   };
@@ -317,6 +347,7 @@ async function runLoad(
     opsPerSec: inserted / Math.max(durationS, 1e-3),
     latencyUs: summarize(histogram),
     errors: Object.fromEntries(errors),
+    retried: Object.fromEntries(retried),
     timedOut,
   };
 }

@@ -155,6 +155,62 @@ describe('bench runner against the in-memory gRPC edge', () => {
     expect(server.backend.rowCount).toBe(1200);
   });
 
+  it('retries a failed insert while loading (--load-retries), and counts what it could not insert', async () => {
+    /** Every 5th insert of a key fails its first `failures` attempts. */
+    const flaky = (failures: number): BenchTarget => {
+      const attempts = new Map<string, number>();
+      let n = 0;
+      const picked = new Set<string>();
+      return {
+        ...target,
+        name: target.name,
+        setup: () => target.setup(),
+        teardown: async () => {},
+        serverPids: () => target.serverPids(),
+        describe: () => target.describe(),
+        ops: {
+          ...target.ops,
+          insert: async (key, fields) => {
+            if (!attempts.has(key) && n++ % 5 === 0) picked.add(key);
+            const a = (attempts.get(key) ?? 0) + 1;
+            attempts.set(key, a);
+            if (picked.has(key) && a <= failures) {
+              throw Object.assign(new Error('injected'), { code: 'deadline-exceeded' });
+            }
+            await target.ops.insert(key, fields);
+          },
+        },
+      };
+    };
+    const retried = await runBench(flaky(2), workload('c'), {
+      ...short,
+      load: true,
+      recordCount: 1300,
+      loadStart: 1200,
+      operationCountMax: 10,
+    });
+    expect(retried.result.load).toMatchObject({
+      records: 100,
+      inserted: 100,
+      errors: {},
+      retried: { 'deadline-exceeded': 40 },
+    });
+    const given = await runBench(flaky(2), workload('c'), {
+      ...short,
+      load: true,
+      recordCount: 1400,
+      loadStart: 1300,
+      loadRetries: 1,
+      operationCountMax: 10,
+    });
+    expect(given.result.load).toMatchObject({
+      records: 100,
+      inserted: 80,
+      errors: { 'deadline-exceeded': 20 },
+      retried: { 'deadline-exceeded': 20 },
+    });
+  });
+
   it('runs D (inserts grow the key space) and E (scans) without errors', async () => {
     for (const name of ['d', 'e'] as const) {
       const run = await runBench(target, workload(name), short);
