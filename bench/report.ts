@@ -72,9 +72,7 @@ export function formatTable(r: BenchResult): string {
       `   load: ${r.load.inserted}/${r.load.records} rows in ${r.load.durationS.toFixed(1)} s ` +
         `(${formatRate(r.load.opsPerSec)} rows/s, p99 ${formatUs(r.load.latencyUs.p99)}, ` +
         `errors ${errorsText(r.load.errors)}` +
-        (Object.keys(r.load.retried ?? {}).length > 0
-          ? `, retried ${errorsText(r.load.retried)}`
-          : '') +
+        (Object.keys(r.load.retried).length > 0 ? `, retried ${errorsText(r.load.retried)}` : '') +
         `${r.load.timedOut ? ', TIMED OUT' : ''})`,
     );
   }

@@ -14,6 +14,7 @@
 
 import { cpus, hostname, loadavg, totalmem } from 'node:os';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { assert } from '../src/core/assert.js';
 import { processRssBytes, totalCpuMs } from './cpu.js';
 import {
@@ -39,10 +40,6 @@ import { OP_KINDS, type OpKind, validateWorkload, type WorkloadSpec } from './wo
 /** Load retries allowed at most, and the first retry's backoff (doubling after). */
 const LOAD_RETRIES_MAX = 100;
 const LOAD_RETRY_BACKOFF_MS = 100;
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 /** In-flight operations at most (closed-loop workers, open-loop slots, load workers). */
 export const CONCURRENCY_MAX = 16_384;

@@ -23,11 +23,9 @@ function say(msg: string): void {
   console.log(`[balance] ${msg}`);
 }
 
-/** range id -> leader when every range is led by its preferred (first) member, else null. */
-function balanced(map: RangeMapResponse): Map<number, string> | null {
-  if (map.ranges.length !== 3) return null;
-  for (const r of map.ranges) if (r.leader === '' || r.leader !== r.members[0]) return null;
-  return new Map(map.ranges.map((r) => [r.rangeId, r.leader]));
+/** Every range is led by its preferred (first) member. */
+function balanced(map: RangeMapResponse): boolean {
+  return map.ranges.length === 3 && map.ranges.every((r) => r.leader === r.members[0]);
 }
 
 describe('skv cluster: leader balancing', () => {
@@ -46,11 +44,7 @@ describe('skv cluster: leader balancing', () => {
       serverArgs: ['--leader-handoff-ms', String(HANDOFF_MS)],
     });
     cluster = c;
-    const leaders = await waitUntil(
-      'every range led by its preferred node',
-      async () => balanced(await c.rangeMap()),
-      20_000,
-    );
+    const leaders = await c.waitForLeaders(20_000, balanced);
     expect([...leaders.values()].sort()).toEqual(['n0', 'n1', 'n2']);
     const map = await c.rangeMap();
     const rangeA = map.ranges.find((r) => Buffer.from(r.start).length === 0)!;
@@ -80,14 +74,8 @@ describe('skv cluster: leader balancing', () => {
     const steadyAt = performance.now();
 
     c.spawn(c.node(preferred));
-    const back = await waitUntil(
-      `range A led by ${preferred} again`,
-      async () => {
-        const m = await c.rangeMap();
-        return balanced(m) === null ? null : performance.now();
-      },
-      30_000,
-    );
+    await c.waitForLeaders(30_000, balanced);
+    const back = performance.now();
     // The writes go on through the hand-over.
     await load.waitForAcks(200, back, 15_000);
     const records = await load.stop();

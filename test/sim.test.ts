@@ -27,6 +27,13 @@ const seeds =
 /** Seeds per test case: small enough to report progress, large enough to amortise setup. */
 const CHUNK = 40;
 
+/** The seeds of a profile's own sweep: `first`.. (none when SIM_SEED replays one seed). */
+function profileSeeds(countVariable: string, countDefault: number, first: number): number[] {
+  if (single !== undefined) return [];
+  const n = Number(process.env[countVariable] ?? countDefault);
+  return Array.from({ length: n }, (_, i) => first + i);
+}
+
 function describeFailure(r: SimReport): string {
   return `seed ${r.seed} (replay: SIM_SEED=${r.seed} npx vitest run test/sim.test.ts)\n  ${r.violations.join('\n  ')}`;
 }
@@ -91,22 +98,13 @@ describe('deterministic simulation of one cohort', () => {
   );
 
   // A harsher nemesis (a fault every 10-80 ms for 6 s): fewer seeds, more faults per seed.
-  const harsh =
-    single !== undefined
-      ? []
-      : Array.from({ length: Number(process.env.SIM_HARSH_SEEDS ?? 200) }, (_, i) => 50_000 + i);
+  const harsh = profileSeeds('SIM_HARSH_SEEDS', 200, 50_000);
   sweep(harsh, HARSH, (a, b) => `harsh seeds ${a}..${b} (replay: SIM_SEED=n SIM_HARSH=1)`, 0);
 
   // The real driver (src/server/cohort.ts) steps the inputs of one event-loop turn together and
   // drains once; these seeds run the nodes that way (a Ready then mixes writes, acks, ticks and
   // coordinator events, which unbatched seeds never do).
-  const batched =
-    single !== undefined
-      ? []
-      : Array.from(
-          { length: Number(process.env.SIM_BATCHED_SEEDS ?? 1000) },
-          (_, i) => 100_000 + i,
-        );
+  const batched = profileSeeds('SIM_BATCHED_SEEDS', 1000, 100_000);
   sweep(
     batched,
     BATCHED,
@@ -116,13 +114,7 @@ describe('deterministic simulation of one cohort', () => {
 
   // Leader balancing: a non-preferred leader refuses writes, waits for the preferred member to
   // match its log, resigns and abstains; ties go to the preferred member.
-  const balanced =
-    single !== undefined
-      ? []
-      : Array.from(
-          { length: Number(process.env.SIM_BALANCED_SEEDS ?? 400) },
-          (_, i) => 200_000 + i,
-        );
+  const balanced = profileSeeds('SIM_BALANCED_SEEDS', 400, 200_000);
   sweep(
     balanced,
     BALANCED,

@@ -203,6 +203,8 @@ export class Replica {
 
   // --- leader balancing (types.ts LeaderBalance) ---
   private readonly balance: LeaderBalance | null;
+  /** The member that wins election ties and is handed leadership: members[0]; null: off. */
+  private readonly preferred: NodeId | null;
   /** Leader handing over to the preferred member: since this tick (writes are refused). */
   private handoffStartTick: number | null = null;
   /** Ticks to lead before handing over; doubles each time a hand-over comes back to us. */
@@ -250,6 +252,7 @@ export class Replica {
     this.timing = { ...DEFAULT_TIMING, ...config.timing };
     this.unsafe = config.unsafe ?? {};
     this.balance = config.balance ?? null;
+    this.preferred = this.balance === null ? null : this.members[0]!;
     this.handoffWaitTicks = this.balance?.handoffAfterTicks ?? 0;
     this.hard = { ...restored.hardState };
     this.base = restored.baseLsn;
@@ -591,8 +594,10 @@ export class Replica {
 
   private maybeStartHandoff(): void {
     const b = this.balance;
-    const preferred = this.members[0]!;
-    if (b === null || b.handoffAfterTicks <= 0 || preferred === this.self) return;
+    const preferred = this.preferred;
+    if (b === null || preferred === null || b.handoffAfterTicks <= 0 || preferred === this.self) {
+      return;
+    }
     if (this.handoffStartTick !== null) {
       if (this.ticks - this.handoffStartTick >= b.handoffTimeoutTicks) {
         // The preferred member did not catch up in time: lead on, try again later.
@@ -619,13 +624,16 @@ export class Replica {
 
   /** Hand over once the preferred member holds our whole log and all of it is committed. */
   private maybeFinishHandoff(): void {
+    const b = this.balance;
+    const preferred = this.preferred;
     if (this.handoffStartTick === null || this.role !== 'leader') return;
+    if (b === null || preferred === null) return;
     const last = this.lastLsn().seq;
-    const p = this.progress.get(this.members[0]!)!;
+    const p = this.progress.get(preferred)!;
     if (p.matchSeq < last || this.commitSeq < last || this.pendingWrites.size > 0) return;
     this.lastHandoffTick = this.ticks;
-    this.abstainUntilTick = this.ticks + this.balance!.abstainTicks;
-    this.stepDown(this.members[0]!);
+    this.abstainUntilTick = this.ticks + b.abstainTicks;
+    this.stepDown(preferred);
   }
 
   private nextHandoffWait(): number {
@@ -1273,11 +1281,7 @@ export class Replica {
     this.seenCandidates = { round, candidates };
     if (this.role !== 'candidate' || this.candidacyRound !== round) return;
     if (this.epochZnode === undefined || this.epochZnode.epoch !== round) return;
-    const decision = decideElection(
-      candidates,
-      this.members,
-      this.balance === null ? null : this.members[0]!,
-    );
+    const decision = decideElection(candidates, this.members, this.preferred);
     if (decision === null || decision.winner.nodeId !== this.self) return;
     // Our candidacy is only ours if the LSN matches (a lingering one from a previous life of
     // this node with a different log is not acted on).

@@ -162,17 +162,7 @@ export class LevelTableStore implements TableStore {
    */
   batch(): TableBatch {
     assert(this.db.listenerCount('write') === 0, "no 'write' listener (batches copy at once)");
-    const b = this.db.batch();
-    return {
-      put: (key, value) => {
-        b.put(key, value);
-      },
-      del: (key) => {
-        b.del(key);
-      },
-      write: () => b.write(),
-      close: () => b.close(),
-    };
+    return this.db.batch();
   }
 
   async clear(gte: Buffer, lt: Buffer): Promise<void> {
