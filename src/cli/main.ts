@@ -25,7 +25,12 @@ import {
   readTokenFile,
   type ServerSecurity,
 } from '../rpc/tls.js';
-import { LEADER_HANDOFF_MS_DEFAULT, SkvNode, splitHostPort } from '../server/node.js';
+import {
+  LEADER_HANDOFF_MS_DEFAULT,
+  LOG_RETAIN_BYTES_DEFAULT,
+  SkvNode,
+  splitHostPort,
+} from '../server/node.js';
 import { initCluster } from './cluster-init.js';
 import { runDev } from './dev.js';
 import { createLogger } from './logger.js';
@@ -263,6 +268,14 @@ export function buildProgram(): Command {
         'SKV_MEMTABLE_BYTES',
       ),
     )
+    .addOption(
+      new Option(
+        '--log-retain-bytes <n>',
+        'commit log kept on disk before the range that holds back its oldest segment is flushed',
+      )
+        .env('SKV_LOG_RETAIN_BYTES')
+        .default(String(LOG_RETAIN_BYTES_DEFAULT)),
+    )
     .addOption(new Option('--log-level <level>', 'log level').env('SKV_LOG_LEVEL').default('info'))
     .addOption(
       new Option('--shutdown-grace-ms <n>', 'on SIGTERM: time to hand leadership over')
@@ -344,6 +357,7 @@ export function buildProgram(): Command {
           ...(o.memtableBytes === undefined
             ? {}
             : { memtableSizeBytesMax: intOption(o.memtableBytes, '--memtable-bytes') }),
+          logRetainBytes: intOption(o.logRetainBytes, '--log-retain-bytes'),
           unsafe: {
             ...(o.unsafeFollowerStrongReads ? { followerStrongReads: true } : {}),
             ...(o.unsafeAckBeforeDurable ? { ackBeforeDurable: true } : {}),

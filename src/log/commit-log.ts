@@ -121,6 +121,8 @@ export interface LogStats {
   readonly bytes: number;
   readonly fsyncs: number;
   readonly segments: number;
+  /** The segment files' sizes summed (they are preallocated): the log's disk footprint. */
+  readonly segmentBytes: number;
   readonly queuedBytes: number;
 }
 
@@ -1068,6 +1070,7 @@ export class CommitLog {
       bytes: this.statBytes,
       fsyncs: this.statFsyncs,
       segments: this.segments.length,
+      segmentBytes: this.segments.reduce((n, seg) => n + seg.sizeBytes, 0),
       queuedBytes: this.queuedBytes,
     };
   }

@@ -33,6 +33,7 @@ export interface NodeMetricsSource extends StatusSource {
     bytes: number;
     fsyncs: number;
     segments: number;
+    segmentBytes: number;
     queuedBytes: number;
   };
   sessionState(): string;
@@ -186,6 +187,11 @@ export class NodeMetrics implements RequestObserver {
     logGauge('skv_log_bytes_total', 'Bytes appended to the shared commit log', (l) => l.bytes);
     logGauge('skv_log_fsyncs_total', 'fdatasync calls of the shared commit log', (l) => l.fsyncs);
     logGauge('skv_log_segments', 'Segment files of the shared commit log', (l) => l.segments);
+    logGauge(
+      'skv_log_segment_bytes',
+      'Disk bytes of the segment files of the shared commit log',
+      (l) => l.segmentBytes,
+    );
     logGauge(
       'skv_log_queued_bytes',
       'Bytes waiting for the next group commit',

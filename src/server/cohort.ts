@@ -365,33 +365,34 @@ export class Cohort {
     // table reads at once, side by side), up to APPLY_AHEAD_MAX ahead of the replies; past
     // that, and until those deferred ones are handed over, in the chain below (store order
     // must stay commit order).
-    const toStore = () => this.store.apply(entry.lsn, decodeRowMutation(entry.payload));
-    let started: Promise<StoreApplyResult> | null = null;
-    if (entry.kind === 'data') {
-      if (this.applyDeferred === 0 && this.applyAhead < APPLY_AHEAD_MAX) {
-        this.applyAhead++;
-        started = toStore();
-        const done = () => {
-          this.applyAhead--;
-        };
-        started.then(done, done);
-      } else {
-        this.applyDeferred++;
-      }
+    // A barrier has nothing for the store but still moves its applied point, so a checkpoint
+    // covers it: else an idle range whose last record is a barrier holds the log back forever.
+    const toStore = (): Promise<StoreApplyResult | null> =>
+      entry.kind === 'data'
+        ? this.store.apply(entry.lsn, decodeRowMutation(entry.payload))
+        : this.store.skip(entry.lsn).then(() => null);
+    let started: Promise<StoreApplyResult | null> | null = null;
+    if (this.applyDeferred === 0 && this.applyAhead < APPLY_AHEAD_MAX) {
+      this.applyAhead++;
+      started = toStore();
+      const done = () => {
+        this.applyAhead--;
+      };
+      started.then(done, done);
+    } else {
+      this.applyDeferred++;
     }
     this.applyChain = this.applyChain.then(async () => {
       let result: ApplyResult | null = null;
-      if (entry.kind === 'data') {
-        let r: StoreApplyResult | null = null;
-        if (started !== null) {
-          r = await started;
-        } else {
-          this.applyDeferred--;
-          if (seq > this.store.lastAppliedLsn.seq) r = await toStore();
-        }
-        if (r !== null && !(r.ok === false && r.reason === 'already-applied')) {
-          result = r as ApplyResult;
-        }
+      let r: StoreApplyResult | null = null;
+      if (started !== null) {
+        r = await started;
+      } else {
+        this.applyDeferred--;
+        if (seq > this.store.lastAppliedLsn.seq) r = await toStore();
+      }
+      if (r !== null && !(r.ok === false && r.reason === 'already-applied')) {
+        result = r as ApplyResult;
       }
       if (seq > this.appliedSeq) this.appliedSeq = seq;
       this.wakeApplied();

@@ -42,7 +42,7 @@ import {
   type RangeMeta,
   type SnapshotCell,
 } from './encoding.js';
-import { type MemCell, Memtable, type MemView } from './memtable.js';
+import { entrySizeBytes, type MemCell, Memtable, type MemView } from './memtable.js';
 import { cellFromTable, type ReadView, viewCells, viewGet } from './read-view.js';
 import type { TableOp, TableStore } from './table-store.js';
 
@@ -136,6 +136,16 @@ function toGetResult(c: MemCell | undefined): GetResult {
     : { found: true, value: c.value, version: c.version };
 }
 
+/** What a record refused on a condition would have added to an empty memtable. */
+function refusedBytes(keys: readonly string[], m: RowMutation): number {
+  let n = 0;
+  for (let i = 0; i < keys.length; i++) {
+    const w = m.writes[i]!;
+    n += entrySizeBytes(keys[i]!, { key: m.key, column: w.column, value: w.value, version: 0 });
+  }
+  return n;
+}
+
 function hashOf(c: MemCell): bigint {
   assert(c.value !== null, 'hash of a live cell');
   return cellHash(c.key, c.column, c.value, c.version);
@@ -144,6 +154,14 @@ function hashOf(c: MemCell): bigint {
 export class RangeStore {
   private generation: number;
   private active = new Memtable();
+  /**
+   * What the records applied into `active` would take in an empty memtable: every write counted
+   * as new, overwrites of a hot cell and refused conditions included. A flush starts once this
+   * or the memtable reaches the limit, so the log tail after the checkpoint (which recovery
+   * replays and the replica keeps in memory) stays bounded when a workload rewrites a few cells
+   * and the memtable itself never fills.
+   */
+  private activeAppliedBytes = 0;
   private frozen: MemView | null = null;
   private lastApplied: Lsn;
   private checksumNow: bigint;
@@ -314,6 +332,19 @@ export class RangeStore {
   }
 
   /**
+   * The record at `lsn` has nothing for the store (a leader's barrier): only the applied point
+   * moves, in order with the applies, so the next checkpoint covers the record.
+   */
+  skip(lsn: Lsn): Promise<void> {
+    return this.serial(async () => {
+      if (compareLsn(lsn, this.lastApplied) <= 0) return;
+      assert(lsn.seq > this.lastApplied.seq, 'seqs increase with LSNs');
+      this.checkUsable();
+      this.lastApplied = lsn;
+    });
+  }
+
+  /**
    * Applies are serial, so a cell found in no memtable used to cost one table read per apply,
    * one after the other (an insert-heavy load ran at ~2.7k applies/s). Those reads start here,
    * when the apply is queued, and run side by side. A prefetched value is used only if no
@@ -361,6 +392,8 @@ export class RangeStore {
       const actual = olds[i]?.version ?? 0;
       if (actual !== expected) {
         this.lastApplied = lsn;
+        this.activeAppliedBytes += refusedBytes(keys, m);
+        if (this.flushDue()) this.startFlush();
         return { ok: false, reason: 'version-mismatch', writeIndex: i, actualVersion: actual };
       }
     }
@@ -386,11 +419,12 @@ export class RangeStore {
       if (cell.value !== null) sum = checksumAdd(sum, hashOf(cell));
       current.set(k, cell.value === null ? undefined : cell);
       this.active.put(k, cell);
+      this.activeAppliedBytes += entrySizeBytes(k, cell);
       versions.push(cell.value === null ? 0 : lsn.seq);
     }
     this.checksumNow = sum;
     this.lastApplied = lsn;
-    if (this.active.sizeBytes > this.memtableSizeBytesMax) this.startFlush();
+    if (this.flushDue()) this.startFlush();
     return { ok: true, previousVersions, versions };
   }
 
@@ -445,11 +479,17 @@ export class RangeStore {
     return this.checkpoint;
   }
 
+  private flushDue(): boolean {
+    const max = this.memtableSizeBytesMax;
+    return this.active.sizeBytes > max || this.activeAppliedBytes > max;
+  }
+
   private startFlush(): void {
     if (this.flushing !== null || this.exclusive || this.fatal !== null || this.closed) return;
     if (this.active.count === 0 && compareLsn(this.checkpoint, this.lastApplied) === 0) return;
     const frozen = this.active.view();
     this.active = new Memtable();
+    this.activeAppliedBytes = 0;
     this.frozen = frozen;
     const lsn = this.lastApplied;
     const checksum = this.checksumNow;
@@ -464,7 +504,7 @@ export class RangeStore {
       .catch((e: unknown) => this.fail(e))
       .finally(() => {
         this.flushing = null;
-        if (this.active.sizeBytes > this.memtableSizeBytesMax) this.startFlush();
+        if (this.flushDue()) this.startFlush();
       });
   }
 
@@ -624,6 +664,7 @@ export class RangeStore {
     this.generation = next;
     this.tableEpoch++;
     this.active = new Memtable();
+    this.activeAppliedBytes = 0;
     this.frozen = null;
     this.lastApplied = lsn;
     this.checkpoint = lsn;
