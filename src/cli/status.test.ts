@@ -68,6 +68,18 @@ describe('renderStatus', () => {
     expect(text).toMatch(/^0 +n1 +\(unreachable\)$/m);
   });
 
+  it('says when a range is not led by its preferred node (its first member)', () => {
+    const elsewhere: RangeMapResponse = {
+      ...map,
+      ranges: [{ ...map.ranges[0]!, leader: 'n1' }],
+    };
+    const lines = renderStatus(elsewhere, new Map());
+    expect(lines).toContain(
+      'range 0: led by n1, not by its preferred node n0 (handed back once n0 is caught up, unless the servers run with --leader-handoff-ms 0)',
+    );
+    expect(renderStatus(map, new Map()).join('\n')).not.toContain('preferred');
+  });
+
   it("a follower's lag is its leader's last seq minus its own", () => {
     const ok = (cohorts: NodeCohortStatus[]): NodeReport => ({
       ok: true,

@@ -66,6 +66,16 @@ export function renderStatus(
     );
   }
 
+  // Leader balancing hands a range back to its preferred node (its first member) once that node
+  // is caught up: a range led elsewhere is news only while that has not happened yet.
+  for (const r of map.ranges) {
+    const preferred = r.members[0];
+    if (r.leader === '' || preferred === undefined || r.leader === preferred) continue;
+    out.push(
+      `range ${r.rangeId}: led by ${r.leader}, not by its preferred node ${preferred} (handed back once ${preferred} is caught up, unless the servers run with --leader-handoff-ms 0)`,
+    );
+  }
+
   out.push('');
   const ids = [
     ...new Set([...map.nodes.map((n) => n.id), ...map.ranges.flatMap((r) => r.members)]),

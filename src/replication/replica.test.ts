@@ -203,6 +203,22 @@ describe('leader balancing (types.ts LeaderBalance)', () => {
     for (let i = 0; i < 20; i++) step(plain, tick);
     expect(step(plain, write(5)).replies).toEqual([]);
     expect(plain.status().role).toBe('leader');
+
+    // Balancing on, led by its preferred member a: with both followers caught up, it stays.
+    const toA = (from: string, matchSeq: number): Parameters<Replica['step']>[0] => ({
+      type: 'message',
+      message: { type: 'ack', from, to: 'a', epoch: 2, matchSeq, voter: true },
+    });
+    const home = replica('a', [entry(1, 1)], { commitSeq: 1, balance: BALANCE });
+    elect(home, 1, [cand('c', 101, lsn(1, 1))]);
+    step(home, { type: 'append-durable', lsn: lsn(2, 2) }, toA('b', 2), toA('c', 2));
+    expect(home.status().serving).toBe(true);
+    for (let i = 0; i < 20; i++) {
+      const rd = step(home, tick, toA('b', 2), toA('c', 2));
+      expect(rd.coordinator).toEqual([]);
+    }
+    expect(step(home, write(6)).entries.map((e) => e.lsn)).toEqual([lsn(2, 3)]);
+    expect(home.status().role).toBe('leader');
   });
 });
 
