@@ -1,3 +1,4 @@
+import { readdirSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -341,6 +342,15 @@ describe('back-pressure and fail-stop', () => {
     const queueBytesMax = 10 * (FRAME_BYTES + 100);
     const { log } = await openLog({ fs: ctl.fs, queueBytesMax, segmentSizeBytes: 1 << 20 });
     await log.append([entry(1, 1, 1, 'w'.repeat(100))]);
+    // The spare segment is prepared in the background, with an fdatasync of its own: holding
+    // that one too made `gates` skip from 0 to 2 and the wait below time out (seen once).
+    await waitFor(() => {
+      const files = readdirSync(dir);
+      return (
+        files.filter((f) => f.endsWith('.seg')).length === 2 &&
+        !files.some((f) => f.endsWith('.tmp'))
+      );
+    }, 'the spare segment to be prepared');
     ctl.state.hold = true;
     const done: boolean[] = [];
     const all = Array.from({ length: 40 }, (_, i) =>
