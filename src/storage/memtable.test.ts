@@ -25,6 +25,13 @@ describe('Memtable', () => {
         const want = [...model.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1));
         expect(got).toEqual(want);
         expect(m.count).toBe(model.size);
+        // Point lookups (a hash index) and a view's (binary search) agree with the model.
+        const view = m.view();
+        for (const [k, v] of model) {
+          expect(m.get(k)?.version).toBe(v);
+          expect(view.get(k)?.version).toBe(v);
+        }
+        expect(m.get('absent-key')).toBeUndefined();
       }),
       { numRuns: 50 },
     );

@@ -103,6 +103,13 @@ export class MemView {
 
 export class Memtable {
   private chunks: Chunk[] = [];
+  /**
+   * The same entries by key, for point lookups: every apply looks its cells up twice (prefetch,
+   * then the old version), and a binary search over a few hundred thousand keys touches ~18
+   * strings scattered over the heap, where a hash lookup touches one or two. Views (`view()`)
+   * share the chunks only; this map always holds the current state.
+   */
+  private readonly byKey = new Map<string, MemCell>();
   private chunksShared = false;
   private epoch = 0;
   private sizeBytesNow = 0;
@@ -117,11 +124,12 @@ export class Memtable {
   }
 
   get(cellKey: string): MemCell | undefined {
-    return getIn(this.chunks, cellKey);
+    return this.byKey.get(cellKey);
   }
 
   /** Inserts or replaces; returns the replaced entry. */
   put(cellKey: string, cell: MemCell): MemCell | undefined {
+    this.byKey.set(cellKey, cell);
     if (this.chunksShared) {
       this.chunks = this.chunks.slice();
       this.chunksShared = false;
