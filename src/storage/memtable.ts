@@ -113,14 +113,13 @@ export class Memtable {
   private chunksShared = false;
   private epoch = 0;
   private sizeBytesNow = 0;
-  private countNow = 0;
 
   get sizeBytes(): number {
     return this.sizeBytesNow;
   }
 
   get count(): number {
-    return this.countNow;
+    return this.byKey.size;
   }
 
   get(cellKey: string): MemCell | undefined {
@@ -137,7 +136,6 @@ export class Memtable {
     if (this.chunks.length === 0) {
       this.chunks.push({ epoch: this.epoch, keys: [cellKey], cells: [cell] });
       this.sizeBytesNow += entrySizeBytes(cellKey, cell);
-      this.countNow++;
       return undefined;
     }
     const ci = chunkFor(this.chunks, cellKey);
@@ -156,7 +154,6 @@ export class Memtable {
     c.keys.splice(i, 0, cellKey);
     c.cells.splice(i, 0, cell);
     this.sizeBytesNow += entrySizeBytes(cellKey, cell);
-    this.countNow++;
     if (c.keys.length > CHUNK_ENTRIES_MAX) {
       const half = c.keys.length >>> 1;
       const right: Chunk = {
@@ -174,6 +171,6 @@ export class Memtable {
   view(): MemView {
     this.chunksShared = true;
     this.epoch++;
-    return new MemView(this.chunks, this.sizeBytesNow, this.countNow);
+    return new MemView(this.chunks, this.sizeBytesNow, this.byKey.size);
   }
 }

@@ -442,42 +442,46 @@ describe('RangeStore checkpoints bound the log tail', () => {
   // never collected) grows without bound. Found at 10 M rows: a benchmark that rewrote the same
   // keys left 760 k entries behind a range's checkpoint.
   const limit = 64 * 1024;
+  // The tail after the checkpoint is at most one memtable's worth of ~600-byte writes (+ the one
+  // that crossed the limit, + those applied while the last flush ran).
+  const tailMax = 2 * (limit / 600) + 2;
 
-  it('rewriting one cell flushes once the writes would fill a memtable', async () => {
+  /** Range 1 of a fresh node with a `limit` memtable, and the checkpoints it reports. */
+  async function smallMemtableRange(): Promise<{ r: RangeStore; reported: Lsn[] }> {
     const reported: Lsn[] = [];
     const node = await openNode(await freshDir(), {
       memtableSizeBytesMax: limit,
       onCheckpoint: (_id, l) => reported.push(l),
     });
-    const r = node.range(1);
     seq = 0;
+    return { r: node.range(1), reported };
+  }
+
+  async function flushesDone(r: RangeStore): Promise<void> {
+    while (r.isFlushing) await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+
+  it('rewriting one cell flushes once the writes would fill a memtable', async () => {
+    const { r, reported } = await smallMemtableRange();
     // ~600 bytes a write: 1,000 writes are about 9 memtables' worth, in one cell.
     for (let i = 0; i < 1000; i++) await r.apply(next(), put('hot', 'c', 'x'.repeat(500)));
-    while (r.isFlushing) await new Promise((resolve) => setTimeout(resolve, 5));
+    await flushesDone(r);
     expect(r.memtableBytes).toBeLessThan(1000);
     expect(reported.length).toBeGreaterThanOrEqual(2);
-    // The tail after the checkpoint is at most one memtable's worth of writes (+ the one that
-    // crossed the limit, + those applied while the last flush ran).
-    expect(r.lastAppliedLsn.seq - r.checkpointLsn.seq).toBeLessThan(2 * (limit / 600) + 2);
+    expect(r.lastAppliedLsn.seq - r.checkpointLsn.seq).toBeLessThan(tailMax);
     expect((await r.get(b('hot'), b('c'))).version).toBe(1000);
   });
 
   it('conditions refused over and over still move the checkpoint', async () => {
-    const reported: Lsn[] = [];
-    const node = await openNode(await freshDir(), {
-      memtableSizeBytesMax: limit,
-      onCheckpoint: (_id, l) => reported.push(l),
-    });
-    const r = node.range(1);
-    seq = 0;
+    const { r, reported } = await smallMemtableRange();
     expect((await r.apply(next(), put('row', 'c', 'v'))).ok).toBe(true);
     for (let i = 0; i < 1000; i++) {
       const res = await r.apply(next(), put('row', 'c', 'y'.repeat(500), 99));
       expect(res).toMatchObject({ ok: false, reason: 'version-mismatch' });
     }
-    while (r.isFlushing) await new Promise((resolve) => setTimeout(resolve, 5));
+    await flushesDone(r);
     expect(reported.length).toBeGreaterThanOrEqual(2);
-    expect(r.lastAppliedLsn.seq - r.checkpointLsn.seq).toBeLessThan(2 * (limit / 600) + 2);
+    expect(r.lastAppliedLsn.seq - r.checkpointLsn.seq).toBeLessThan(tailMax);
     // Nothing the refused records carried reached the tables.
     const got = await r.get(b('row'), b('c'));
     expect(got).toMatchObject({ found: true, version: 1 });

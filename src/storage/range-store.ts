@@ -136,8 +136,8 @@ function toGetResult(c: MemCell | undefined): GetResult {
     : { found: true, value: c.value, version: c.version };
 }
 
-/** What a record refused on a condition would have added to an empty memtable. */
-function refusedBytes(keys: readonly string[], m: RowMutation): number {
+/** What a record's writes take in an empty memtable (see `activeAppliedBytes`). */
+function recordBytes(keys: readonly string[], m: RowMutation): number {
   let n = 0;
   for (let i = 0; i < keys.length; i++) {
     const w = m.writes[i]!;
@@ -384,6 +384,8 @@ export class RangeStore {
     // overtaken: applies are serialised and a flush only writes cells that a memtable shadows.
     const olds = await Promise.all(keys.map((k) => this.readLatest(k, prefetched)));
     this.checkUsable();
+    // Counted whether the conditions hold or not: a refused record is in the log tail too.
+    this.activeAppliedBytes += recordBytes(keys, m);
 
     // All conditions against the row as it was before this record (0 = absent).
     for (let i = 0; i < m.writes.length; i++) {
@@ -392,7 +394,6 @@ export class RangeStore {
       const actual = olds[i]?.version ?? 0;
       if (actual !== expected) {
         this.lastApplied = lsn;
-        this.activeAppliedBytes += refusedBytes(keys, m);
         if (this.flushDue()) this.startFlush();
         return { ok: false, reason: 'version-mismatch', writeIndex: i, actualVersion: actual };
       }
@@ -419,7 +420,6 @@ export class RangeStore {
       if (cell.value !== null) sum = checksumAdd(sum, hashOf(cell));
       current.set(k, cell.value === null ? undefined : cell);
       this.active.put(k, cell);
-      this.activeAppliedBytes += entrySizeBytes(k, cell);
       versions.push(cell.value === null ? 0 : lsn.seq);
     }
     this.checksumNow = sum;
