@@ -5,6 +5,13 @@ import { ZooKeeperCoordinator } from '../coordination/zookeeper/zk-coordinator.j
 import { buildInitialRangeMap, type InitialSplit } from '../placement/initial-map.js';
 import type { RangeMap as PlacementRangeMap } from '../placement/range-map.js';
 
+/**
+ * How long the one-shot init waits for its ZooKeeper session. Longer than a server's default
+ * (5 s): an operator's command, or a test harness next to a freshly started and busy ZooKeeper,
+ * can wait, and failing there leaves a cluster with no range map.
+ */
+export const INIT_CONNECT_TIMEOUT_MS = 20_000;
+
 /** Writes the range map once; throws SkvError `already-exists` when one exists. */
 export async function initCluster(
   zk: string,
@@ -13,7 +20,11 @@ export async function initCluster(
   split: InitialSplit,
 ): Promise<PlacementRangeMap> {
   const map = buildInitialRangeMap(nodes, split);
-  const coordinator = new ZooKeeperCoordinator({ connectString: zk, cluster });
+  const coordinator = new ZooKeeperCoordinator({
+    connectString: zk,
+    cluster,
+    connectTimeoutMs: INIT_CONNECT_TIMEOUT_MS,
+  });
   try {
     await coordinator.start();
     const rangeMap: RangeMap = {

@@ -25,13 +25,19 @@ export interface LocalZooKeeperOptions {
 }
 
 const DEBIAN_CLASSPATH = ['/etc/zookeeper/conf', '/usr/share/java/zookeeper.jar'];
+/**
+ * Debian's ZooKeeper finds no SLF4J binding and logs nothing; with these (when installed) it logs
+ * to zookeeper.log through log4j, so a slow session or fsync leaves a trace.
+ */
+const DEBIAN_LOGGING_JARS = ['/usr/share/java/slf4j-log4j12.jar', '/usr/share/java/log4j-1.2.jar'];
 
 /** The classpath of an installed ZooKeeper, or null when none is installed. */
 export function findZooKeeperClasspath(): string | null {
   const fromEnv = process.env.SKV_ZOOKEEPER_CLASSPATH;
   if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
-  if (DEBIAN_CLASSPATH.every((p) => existsSync(p))) return DEBIAN_CLASSPATH.join(':');
-  return null;
+  if (!DEBIAN_CLASSPATH.every((p) => existsSync(p))) return null;
+  const logging = DEBIAN_LOGGING_JARS.every((p) => existsSync(p)) ? DEBIAN_LOGGING_JARS : [];
+  return [...DEBIAN_CLASSPATH, ...logging].join(':');
 }
 
 export async function freePort(host = '127.0.0.1'): Promise<number> {
@@ -115,6 +121,18 @@ export class LocalZooKeeper {
         '',
       ].join('\n'),
     );
+    // Used when a log4j binding is on the classpath (see DEBIAN_LOGGING_JARS); to stdout, which
+    // goes to zookeeper.log.
+    await writeFile(
+      path.join(dir, 'log4j.properties'),
+      [
+        'log4j.rootLogger=INFO, CONSOLE',
+        'log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender',
+        'log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout',
+        'log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} %-5p [%t] %c{1}: %m%n',
+        '',
+      ].join('\n'),
+    );
     const zk = new LocalZooKeeper(dir, host, port, classpath, options.startTimeoutMs ?? 30_000);
     await zk.launch();
     return zk;
@@ -139,6 +157,7 @@ export class LocalZooKeeper {
       '-XX:+UseSerialGC',
       '-Dzookeeper.admin.enableServer=false',
       '-Dzookeeper.jmx.log4j.disable=true',
+      `-Dlog4j.configuration=file:${path.join(this.dir, 'log4j.properties')}`,
       '-cp',
       this.classpath,
       'org.apache.zookeeper.server.ZooKeeperServerMain',

@@ -141,7 +141,12 @@ export class TestCluster {
       await c.waitForLeaders();
       return c;
     } catch (err) {
+      // ZooKeeper's own log says why a session or a request was slow (e.g. its fsync warnings).
+      const zkLog = await readFile(path.join(zk.zk.dir, 'zookeeper.log'), 'utf8').catch(() => '');
       await c.stop();
+      if (err instanceof Error) {
+        err.message += `\n--- ZooKeeper log (last 20 lines)\n${zkLog.trim().split('\n').slice(-20).join('\n')}`;
+      }
       throw err;
     }
   }
