@@ -367,9 +367,12 @@ export class Cohort {
     // must stay commit order).
     // A barrier has nothing for the store but still moves its applied point, so a checkpoint
     // covers it: else an idle range whose last record is a barrier holds the log back forever.
+    // Only a write someone waits for (here, on the leader) needs its columns' previous versions:
+    // without, an unconditional write reads no table (RangeStore settles the checksum later).
+    const previousVersions = requestId !== undefined;
     const toStore = (): Promise<StoreApplyResult | null> =>
       entry.kind === 'data'
-        ? this.store.apply(entry.lsn, decodeRowMutation(entry.payload))
+        ? this.store.apply(entry.lsn, decodeRowMutation(entry.payload), { previousVersions })
         : this.store.skip(entry.lsn).then(() => null);
     let started: Promise<StoreApplyResult | null> | null = null;
     if (this.applyDeferred === 0 && this.applyAhead < APPLY_AHEAD_MAX) {

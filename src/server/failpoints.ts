@@ -212,11 +212,13 @@ export function onStatusSignal(
   log: (msg: string, fields: Record<string, unknown>) => void,
 ): () => void {
   const handler = () => {
-    try {
-      log('status', { cohorts: JSON.parse(JSON.stringify(status(), bigintToString)) });
-    } catch (err) {
-      log('status failed', { error: String(err) });
-    }
+    Promise.resolve()
+      .then(status)
+      .then(
+        (cohorts) =>
+          log('status', { cohorts: JSON.parse(JSON.stringify(cohorts, bigintToString)) }),
+        (err: unknown) => log('status failed', { error: String(err) }),
+      );
   };
   process.on('SIGUSR2', handler);
   return () => process.off('SIGUSR2', handler);

@@ -826,7 +826,7 @@ export class SkvNode {
   }
 
   private async sendSnapshot(rangeId: RangeId, to: NodeId, epoch: number): Promise<void> {
-    const snap = this.storage.exportSnapshot(rangeId);
+    const snap = await this.storage.exportSnapshot(rangeId);
     const transferId = this.nextTransferId++;
     let index = 0;
     const lsn = { epoch: snap.lsn.epoch, seq: BigInt(snap.lsn.seq) };
@@ -1305,13 +1305,14 @@ export class SkvNode {
   }
 
   /** Per-cohort protocol status (for `skv status` and tests). */
-  status() {
-    return [...this.cohorts].map(([rangeId, c]) => ({
-      rangeId,
-      ...c.replica.status(),
-      storeAppliedLsn: c.store.lastAppliedLsn,
-      digest: c.store.digest(),
-    }));
+  async status() {
+    return await Promise.all(
+      [...this.cohorts].map(async ([rangeId, c]) => {
+        const replica = c.replica.status();
+        const storeAppliedLsn = c.store.lastAppliedLsn;
+        return { rangeId, ...replica, storeAppliedLsn, digest: await c.store.digest() };
+      }),
+    );
   }
 
   /**

@@ -109,7 +109,7 @@ describe('checkpoint durability against LevelDB WAL damage', () => {
       await r.apply(lsn(1, i), put(`k${String(i).padStart(4, '0')}`, 'c', 'x'.repeat(100)));
     }
     const checkpoint = await r.flush();
-    const digest = r.digest();
+    const digest = await r.digest();
     await closeNode(node);
     // The data is in a table file, and the live .log holds at most the small flush probe.
     expect(tablesAtReport[0]).toBeGreaterThan(0);
@@ -119,7 +119,7 @@ describe('checkpoint durability against LevelDB WAL damage', () => {
     node = await openNode(dir);
     expect(node.checkpointLsn(3)).toEqual(checkpoint);
     r = node.range(3);
-    expect(r.digest()).toEqual(digest);
+    expect(await r.digest()).toEqual(digest);
     const rows = await r.scan(b(''), null, { limit: 1000 });
     expect(rows.rows).toHaveLength(200);
   });
@@ -135,12 +135,12 @@ describe('large flushes', () => {
       await r.apply(lsn(1, i), put(`k${String(i).padStart(6, '0')}`, 'c', `v${i}`));
     }
     const checkpoint = await r.flush();
-    const digest = r.digest();
+    const digest = await r.digest();
     await closeNode(node);
     node = await openNode(dir);
     expect(node.checkpointLsn(5)).toEqual(checkpoint);
     r = node.range(5);
-    expect(r.digest()).toEqual(digest);
+    expect(await r.digest()).toEqual(digest);
     const rows = await r.scan(b(''), null, { limit: cells + 10 });
     expect(rows.rows).toHaveLength(cells);
   });
@@ -167,7 +167,7 @@ describe('range snapshots', () => {
     for (let i = 0; i < 100; i++) await ra.apply(lsn(1, ++s), put(`k${i}`, 'c0', null));
     for (let i = 0; i < 100; i++) await ra.apply(lsn(1, ++s), put(`m${i}`, 'c', 'mem'));
     const expected = await ra.scan(b(''), null, { limit: 100_000 });
-    const snap = a.exportSnapshot(1, { chunkCellsMax: 500 });
+    const snap = await a.exportSnapshot(1, { chunkCellsMax: 500 });
     expect(snap.lsn).toEqual(lsn(1, s));
     // Writes after the export started do not leak into it.
     const gen = snap.chunks();
@@ -188,7 +188,7 @@ describe('range snapshots', () => {
     }
     await bNode.importSnapshot(7, decoded(), snap.lsn, snap.checksum);
     const rb = bNode.range(7);
-    expect(rb.digest()).toEqual({ lsn: snap.lsn, checksum: snap.checksum });
+    expect(await rb.digest()).toEqual({ lsn: snap.lsn, checksum: snap.checksum });
     expect(rb.checkpointLsn).toEqual(snap.lsn);
     const got = await rb.scan(b(''), null, { limit: 100_000 });
     expect(got.rows.map((r) => [r.key, r.cells])).toEqual(
@@ -222,12 +222,12 @@ describe('range snapshots', () => {
       })(),
     );
     await node.importSnapshot(2, chunksOf(out[0]!, 1), lsn(2, 10));
-    const digest = node.range(2).digest();
+    const digest = await node.range(2).digest();
     await closeNode(node);
     node = await openNode(dir);
     expect(node.garbageCollectedAtOpen).toBe(0);
     expect(node.checkpointLsn(2)).toEqual(lsn(2, 10));
-    expect(node.range(2).digest()).toEqual(digest);
+    expect(await node.range(2).digest()).toEqual(digest);
     expect(await node.range(2).get(b('b'), b('c'))).toEqual({
       found: true,
       value: b('2'),

@@ -92,7 +92,7 @@ export class NodeStorage {
     return r;
   }
 
-  exportSnapshot(rangeId: RangeId, options?: SnapshotExportOptions): RangeSnapshot {
+  exportSnapshot(rangeId: RangeId, options?: SnapshotExportOptions): Promise<RangeSnapshot> {
     return this.range(rangeId).exportSnapshot(options);
   }
 

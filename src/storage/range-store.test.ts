@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { RangeId } from '../core/ids.js';
 import { type Lsn, lsn } from '../core/lsn.js';
 import type { ColumnWrite, RowMutation } from '../core/mutation.js';
+import { decodeMeta, metaKey } from './encoding.js';
 import { LevelTableStore } from './level/level-table-store.js';
 import { NodeStorage, type NodeStorageOptions } from './node-storage.js';
 import { RangeStore, type Row } from './range-store.js';
@@ -144,7 +145,7 @@ describe('RangeStore reads and writes', () => {
       row('k', { column: b('a'), value: b('a1') }, { column: b('b'), value: b('b1') }),
     );
     await r.flush(); // the version check must now read LevelDB
-    const before = r.digest().checksum;
+    const before = (await r.digest()).checksum;
     const res = await r.apply(
       next(),
       row(
@@ -158,7 +159,7 @@ describe('RangeStore reads and writes', () => {
     expect(
       (await r.readRow(b('k'), 'all')).map((c) => `${c.column}=${c.value}@${c.version}`),
     ).toEqual(['a=a1@1', 'b=b1@1']);
-    expect(r.digest()).toEqual({ lsn: lsn(1, 2), checksum: before });
+    expect(await r.digest()).toEqual({ lsn: lsn(1, 2), checksum: before });
   });
 
   it('a tombstone in the memtable shadows the LevelDB value, and stays deleted after its own flush', async () => {
@@ -284,7 +285,7 @@ describe('RangeStore flush, checkpoints and recovery', () => {
     expect(r.checkpointLsn).toEqual(lsn(0, 0));
     expect(await r.flush()).toEqual(lsn(1, 50));
     expect(reported).toEqual([[5, lsn(1, 50)]]);
-    const digest = r.digest();
+    const digest = await r.digest();
     await r.apply(next(), put('k0', 'c', 'unflushed')); // only in the commit log's care
     await node.close();
     open.splice(open.indexOf(node), 1);
@@ -294,7 +295,7 @@ describe('RangeStore flush, checkpoints and recovery', () => {
     expect(node.checkpointLsn(5)).toEqual(lsn(1, 50));
     r = node.range(5);
     expect(r.lastAppliedLsn).toEqual(lsn(1, 50));
-    expect(r.digest()).toEqual(digest);
+    expect(await r.digest()).toEqual(digest);
     expect(await r.get(b('k0'), b('c'))).toEqual({ found: true, value: b('v0'), version: 1 });
     expect((await r.scan(b(''), null)).rows).toHaveLength(50);
   });
@@ -364,10 +365,10 @@ describe('RangeStore flush, checkpoints and recovery', () => {
     for (const [l, m] of records) results.push(await r.apply(l, m));
     expect(results.slice(0, 3)).toEqual(Array(3).fill({ ok: false, reason: 'already-applied' }));
     expect(results[3]).toEqual({ ok: true, previousVersions: [2], versions: [0] });
-    const d = r.digest();
+    const d = await r.digest();
     for (const [l, m] of records)
       expect(await r.apply(l, m)).toMatchObject({ reason: 'already-applied' });
-    expect(r.digest()).toEqual(d);
+    expect(await r.digest()).toEqual(d);
   });
 
   it('checksum is equal across different flush patterns and differs when one cell differs', async () => {
@@ -383,17 +384,23 @@ describe('RangeStore flush, checkpoints and recovery', () => {
             : put(k, `c${i % 3}`, `v${i}`);
       ops.push([lsn(1, i), m]);
     }
-    const stores: RangeStore[] = [node.range(1), node.range(2), node.range(3)];
+    const stores: RangeStore[] = [node.range(1), node.range(2), node.range(3), node.range(5)];
+    // Store 3 applies as a follower does (no previous versions asked for), so its unconditional
+    // writes of cells in no memtable leave the tables' old cell to be subtracted later.
     for (const [i, [l, m]] of ops.entries()) {
       await stores[0]!.apply(l, m);
       await stores[1]!.apply(l, m);
       if (i % 13 === 0) await stores[1]!.flush();
       await stores[2]!.apply(l, m);
       if (i % 50 === 49) await stores[2]!.flush();
+      await stores[3]!.apply(l, m, { previousVersions: false });
+      if (i % 17 === 16) await stores[3]!.flush();
+      if (i % 29 === 28) expect(await stores[3]!.digest()).toEqual(await stores[0]!.digest());
     }
-    const [d0, d1, d2] = stores.map((s) => s.digest());
+    const [d0, d1, d2, d3] = await Promise.all(stores.map((s) => s.digest()));
     expect(d1).toEqual(d0);
     expect(d2).toEqual(d0);
+    expect(d3).toEqual(d0);
     expect(d0!.checksum).not.toBe(0n);
     // Same records except one value: different checksum.
     const odd = node.range(4);
@@ -403,8 +410,8 @@ describe('RangeStore flush, checkpoints and recovery', () => {
         i === 150 ? { ...m, writes: m.writes.map((w) => ({ ...w, value: w.value && b('X') })) } : m,
       );
     }
-    expect(odd.digest().lsn).toEqual(d0!.lsn);
-    expect(odd.digest().checksum).not.toBe(d0!.checksum);
+    expect((await odd.digest()).lsn).toEqual(d0!.lsn);
+    expect((await odd.digest()).checksum).not.toBe(d0!.checksum);
   });
 
   it('flush runs when the memtable is over its limit and applies and reads go on meanwhile', async () => {
@@ -545,6 +552,48 @@ describe('RangeStore reads without a table snapshot', () => {
     expect(r.found && Buffer.from(r.value).toString()).toBe('new');
     expect(r.version).toBe(5);
     await store.close();
+    await g.tables.close();
+  });
+
+  it("a follower's writes read no table; digest, a flush that starts during digest's reads, and the flush's meta record all settle the old cells once", async () => {
+    const g = await gatedTables(await freshDir());
+    const meta = { generation: 1, checkpointLsn: lsn(0, 0), checksum: 0n };
+    const store = new RangeStore(1 as RangeId, g.tables, meta);
+    const ref = new RangeStore(2 as RangeId, g.tables, meta);
+    const both = async (l: Lsn, m: RowMutation) => {
+      await store.apply(l, m, { previousVersions: false });
+      await ref.apply(l, m);
+    };
+    for (let i = 1; i <= 3; i++) await both(lsn(1, i), put(`k${i}`, 'c', `v${i}`));
+    await store.flush();
+    await ref.flush();
+    // k1 and k2 are in the tables only: the follower's overwrites do not read them.
+    expect(await store.apply(lsn(1, 4), put('k1', 'c', 'w1'), { previousVersions: false })).toEqual(
+      { ok: true, previousVersions: [0], versions: [4] },
+    );
+    await ref.apply(lsn(1, 4), put('k1', 'c', 'w1'));
+    await both(lsn(1, 5), put('k2', 'c', 'w2'));
+    g.hold();
+    const digest = store.digest(); // its table reads wait at the gate
+    await new Promise((r) => setTimeout(r, 20));
+    const flushed = store.flush(); // takes the unread cells over; its reads wait too
+    g.release();
+    const [d, checkpoint] = await Promise.all([digest, flushed]);
+    expect(checkpoint).toEqual(lsn(1, 5));
+    expect(d).toEqual(await ref.digest());
+    // The checkpoint's meta record has the settled checksum too: a store opened from it agrees.
+    const reopened = new RangeStore(1 as RangeId, g.tables, {
+      generation: 1,
+      checkpointLsn: checkpoint,
+      checksum: decodeMeta((await g.tables.get(metaKey(1 as RangeId)))!).checksum,
+    });
+    expect(await reopened.digest()).toEqual(await ref.digest());
+    // Later writes (a conditional one reads, a follower's does not) keep them equal.
+    await both(lsn(1, 6), put('k3', 'c', 'x3', 3));
+    await both(lsn(1, 7), put('k2', 'c', 'x2'));
+    expect(await store.digest()).toEqual(await ref.digest());
+    await store.close();
+    await ref.close();
     await g.tables.close();
   });
 

@@ -9,7 +9,13 @@
 //   lastAppliedLsn, checksum) changes synchronously after its last await, so a view captured at
 //   any instant is the state at exactly one LSN.
 // - A column's version is the seq of the record that last wrote it; absent = 0 (core/mutation.ts).
-// - checksum = sum over live cells of cellHash (FORMAT.md), kept incrementally.
+// - checksum = sum over live cells of cellHash (FORMAT.md), kept incrementally. An apply that
+//   need not answer with previous versions (a follower's, a recovery's) and has no condition
+//   does not read the tables for a cell it finds in no memtable: the cell's key goes to
+//   `unsubtracted`, and the tables' cell (if any) is subtracted later, in one batch of reads:
+//   by the flush of that memtable (before it writes), or by `digest`/`exportSnapshot`. Until
+//   then `checksumNow` still counts those table cells; only `digest`, `exportSnapshot` and the
+//   flush's meta record expose the checksum, and each settles the pending keys first.
 // - Import, drop and the start of a flush never overlap: they run in the serial queue or
 //   synchronously, and import/drop wait for a running flush.
 //
@@ -61,6 +67,8 @@ interface Prefetch {
 }
 /** Cells encoded for a flush between two turns of the event loop. */
 const FLUSH_SLICE_CELLS = 4096;
+/** Table reads in flight while settling the checksum (see `unsubtracted`). */
+const SETTLE_READS_MAX = 1024;
 /** Initial size of a flush's scratch buffers (they grow for a larger cell). */
 const FLUSH_SCRATCH_BYTES = 64 * 1024;
 
@@ -109,6 +117,15 @@ export interface RangeSnapshot extends Digest {
   readonly rangeId: RangeId;
   chunks(): AsyncGenerator<SnapshotCell[]>;
   close(): Promise<void>;
+}
+
+export interface ApplyOptions {
+  /**
+   * Whether the result must carry each written column's previous version (default true). When
+   * false, an unconditional write of values only does not read the tables for cells in no
+   * memtable, and reports 0 as their previous version.
+   */
+  readonly previousVersions?: boolean;
 }
 
 export interface SnapshotExportOptions {
@@ -163,6 +180,12 @@ export class RangeStore {
    */
   private activeAppliedBytes = 0;
   private frozen: MemView | null = null;
+  /**
+   * Cells written into `active` while in no memtable and without reading the tables: the
+   * tables' cell (if any) is still counted in `checksumNow`. The flush of `active` takes them
+   * over (see the file comment).
+   */
+  private unsubtracted = new Set<string>();
   private lastApplied: Lsn;
   private checksumNow: bigint;
   private checkpoint: Lsn;
@@ -208,9 +231,46 @@ export class RangeStore {
     return this.flushing !== null;
   }
 
-  digest(): Digest {
-    this.checkUsable();
-    return { lsn: this.lastApplied, checksum: this.checksumNow };
+  /** The applied point and the checksum at it (settles cells written without a table read). */
+  digest(): Promise<Digest> {
+    return this.serial(async () => {
+      await this.settleChecksum();
+      return { lsn: this.lastApplied, checksum: this.checksumNow };
+    });
+  }
+
+  /**
+   * Makes `checksumNow` exact: waits for a running flush (which settles its memtable's cells)
+   * and subtracts the tables' cells under `unsubtracted`. In the serial queue only, so no apply
+   * adds to the set meanwhile; a flush that starts meanwhile takes the set over and settles it.
+   */
+  private async settleChecksum(): Promise<void> {
+    for (;;) {
+      while (this.flushing !== null) await this.flushing;
+      this.checkUsable();
+      if (this.unsubtracted.size === 0) return;
+      const keys = this.unsubtracted;
+      const sub = await this.tableHashes(keys, this.generation);
+      this.checkUsable();
+      // A flush that started during the reads took `keys` over and settles them itself.
+      if (this.unsubtracted !== keys) continue;
+      this.checksumNow = checksumSub(this.checksumNow, sub);
+      this.unsubtracted = new Set();
+      return;
+    }
+  }
+
+  /** The sum of the hashes of the cells the tables hold under `keys` (in `generation`). */
+  private async tableHashes(keys: ReadonlySet<string>, generation: number): Promise<bigint> {
+    let sum = 0n;
+    const sorted = [...keys].sort();
+    for (let i = 0; i < sorted.length; i += SETTLE_READS_MAX) {
+      const cells = await Promise.all(
+        sorted.slice(i, i + SETTLE_READS_MAX).map((k) => this.readTable(k, generation)),
+      );
+      for (const c of cells) if (c !== undefined) sum = checksumAdd(sum, hashOf(c));
+    }
+    return sum;
   }
 
   // ---- reads ----------------------------------------------------------------------------------
@@ -326,9 +386,12 @@ export class RangeStore {
   // ---- writes ---------------------------------------------------------------------------------
 
   /** Applies the record at `lsn` (S§5.1: conditions checked in LSN order, all or nothing). */
-  apply(lsn: Lsn, mutation: RowMutation): Promise<StoreApplyResult> {
-    const prefetched = this.prefetchTables(mutation);
-    return this.serial(() => this.applyNow(lsn, mutation, prefetched));
+  apply(lsn: Lsn, mutation: RowMutation, options: ApplyOptions = {}): Promise<StoreApplyResult> {
+    const blind =
+      options.previousVersions === false &&
+      mutation.writes.every((w) => w.expectedVersion === undefined && w.value !== null);
+    const prefetched = blind ? null : this.prefetchTables(mutation);
+    return this.serial(() => this.applyNow(lsn, mutation, prefetched, blind));
   }
 
   /**
@@ -371,6 +434,7 @@ export class RangeStore {
     lsn: Lsn,
     m: RowMutation,
     prefetched: Prefetch | null = null,
+    blind = false,
   ): Promise<StoreApplyResult> {
     if (compareLsn(lsn, this.lastApplied) <= 0) return { ok: false, reason: 'already-applied' };
     assert(lsn.seq > this.lastApplied.seq, 'seqs increase with LSNs (versions must increase)');
@@ -382,7 +446,16 @@ export class RangeStore {
     const keys = m.writes.map((w) => cellKeyOf(m.key, w.column));
     // Layers are consulted synchronously per key; the table read that may follow cannot be
     // overtaken: applies are serialised and a flush only writes cells that a memtable shadows.
-    const olds = await Promise.all(keys.map((k) => this.readLatest(k, prefetched)));
+    // A blind apply reads memtables only; a cell in neither is `unread` (its table cell, if
+    // any, is subtracted later: see `unsubtracted`).
+    const unread = new Set<string>();
+    const olds = blind
+      ? keys.map((k) => {
+          const mem = this.active.get(k) ?? this.frozen?.get(k);
+          if (mem === undefined) unread.add(k);
+          return mem === undefined || mem.value === null ? undefined : mem;
+        })
+      : await Promise.all(keys.map((k) => this.readLatest(k, prefetched)));
     this.checkUsable();
     // Counted whether the conditions hold or not: a refused record is in the log tail too.
     this.activeAppliedBytes += recordBytes(keys, m);
@@ -423,6 +496,7 @@ export class RangeStore {
       versions.push(cell.value === null ? 0 : lsn.seq);
     }
     this.checksumNow = sum;
+    for (const k of unread) this.unsubtracted.add(k);
     this.lastApplied = lsn;
     if (this.flushDue()) this.startFlush();
     return { ok: true, previousVersions, versions };
@@ -488,13 +562,22 @@ export class RangeStore {
     if (this.flushing !== null || this.exclusive || this.fatal !== null || this.closed) return;
     if (this.active.count === 0 && compareLsn(this.checkpoint, this.lastApplied) === 0) return;
     const frozen = this.active.view();
+    const unsubtracted = this.unsubtracted;
     this.active = new Memtable();
+    this.unsubtracted = new Set();
     this.activeAppliedBytes = 0;
     this.frozen = frozen;
     const lsn = this.lastApplied;
     const checksum = this.checksumNow;
     const generation = this.generation;
-    this.flushing = this.writeFrozen(frozen, { generation, checkpointLsn: lsn, checksum })
+    this.flushing = this.settleFrozen(unsubtracted, generation)
+      .then((sub) =>
+        this.writeFrozen(frozen, {
+          generation,
+          checkpointLsn: lsn,
+          checksum: checksumSub(checksum, sub),
+        }),
+      )
       .then(() => {
         this.frozen = null;
         this.tableEpoch++;
@@ -506,6 +589,18 @@ export class RangeStore {
         this.flushing = null;
         if (this.flushDue()) this.startFlush();
       });
+  }
+
+  /**
+   * Subtracts from `checksumNow` the tables' cells under the frozen memtable's unread keys, and
+   * returns their sum (the checksum at the freeze counted them too). The tables cannot change
+   * under these keys before this flush writes: only a flush of a memtable holding them does.
+   */
+  private async settleFrozen(keys: ReadonlySet<string>, generation: number): Promise<bigint> {
+    if (keys.size === 0) return 0n;
+    const sub = await this.tableHashes(keys, generation);
+    this.checksumNow = checksumSub(this.checksumNow, sub);
+    return sub;
   }
 
   private async writeFrozen(frozen: MemView, meta: RangeMeta): Promise<void> {
@@ -550,7 +645,15 @@ export class RangeStore {
   // ---- snapshots ------------------------------------------------------------------------------
 
   /** The range's cells at one LSN, in bounded chunks (DESIGN.md §5 rule 5). */
-  exportSnapshot(options: SnapshotExportOptions = {}): RangeSnapshot {
+  exportSnapshot(options: SnapshotExportOptions = {}): Promise<RangeSnapshot> {
+    // The view is captured in the serial queue right after settling, so its checksum is exact.
+    return this.serial(async () => {
+      await this.settleChecksum();
+      return this.exportView(options);
+    });
+  }
+
+  private exportView(options: SnapshotExportOptions): RangeSnapshot {
     this.checkUsable();
     const cellsMax = Math.min(
       options.chunkCellsMax ?? SNAPSHOT_CHUNK_CELLS_MAX,
@@ -664,6 +767,7 @@ export class RangeStore {
     this.generation = next;
     this.tableEpoch++;
     this.active = new Memtable();
+    this.unsubtracted = new Set();
     this.activeAppliedBytes = 0;
     this.frozen = null;
     this.lastApplied = lsn;
