@@ -88,7 +88,7 @@ type Op =
         column: Buffer;
         del: boolean;
         size: number;
-        cond: 'none' | 'match' | 'zero' | 'wrong';
+        cond: Cond;
       }>;
       /** Queued without waiting for it (several applies in flight, as the node does). */
       queued: boolean;
@@ -103,45 +103,39 @@ type Op =
   | { kind: 'row'; key: Buffer }
   | { kind: 'scan'; start: Buffer; end: Buffer | null; limit: number };
 
+type Cond = 'none' | 'match' | 'zero' | 'wrong';
+
+/** An apply of 1-3 writes to one row. */
+function applyArb(
+  del: fc.Arbitrary<boolean>,
+  cond: fc.Arbitrary<Cond>,
+  follower: fc.Arbitrary<boolean>,
+): fc.Arbitrary<Op> {
+  return fc.record({
+    kind: fc.constant('apply' as const),
+    key: keyArb,
+    writes: fc.array(fc.record({ column: colArb, del, size: fc.nat(300), cond }), {
+      minLength: 1,
+      maxLength: 3,
+    }),
+    queued: fc.boolean(),
+    follower,
+  });
+}
+
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   {
     weight: 12,
-    arbitrary: fc.record({
-      kind: fc.constant('apply' as const),
-      key: keyArb,
-      writes: fc.array(
-        fc.record({
-          column: colArb,
-          del: fc.boolean(),
-          size: fc.nat(300),
-          cond: fc.constantFrom('none', 'none', 'match', 'zero', 'wrong') as fc.Arbitrary<
-            'none' | 'match' | 'zero' | 'wrong'
-          >,
-        }),
-        { minLength: 1, maxLength: 3 },
-      ),
-      queued: fc.boolean(),
-      follower: fc.boolean(),
-    }),
+    arbitrary: applyArb(
+      fc.boolean(),
+      fc.constantFrom<Cond>('none', 'none', 'match', 'zero', 'wrong'),
+      fc.boolean(),
+    ),
   },
   {
     // A follower's unconditional puts: no table read, the old cell settled later.
     weight: 12,
-    arbitrary: fc.record({
-      kind: fc.constant('apply' as const),
-      key: keyArb,
-      writes: fc.array(
-        fc.record({
-          column: colArb,
-          del: fc.constant(false),
-          size: fc.nat(300),
-          cond: fc.constant('none' as const),
-        }),
-        { minLength: 1, maxLength: 3 },
-      ),
-      queued: fc.boolean(),
-      follower: fc.constant(true),
-    }),
+    arbitrary: applyArb(fc.constant(false), fc.constant<Cond>('none'), fc.constant(true)),
   },
   { weight: 2, arbitrary: fc.constant({ kind: 'flush' as const }) },
   { weight: 2, arbitrary: fc.constant({ kind: 'flush-background' as const }) },

@@ -278,7 +278,7 @@ export class RangeStore {
   async get(key: Uint8Array, column: Uint8Array): Promise<GetResult> {
     this.checkUsable();
     const cellKey = cellKeyOf(key, column);
-    const mem = this.active.get(cellKey) ?? this.frozen?.get(cellKey);
+    const mem = this.memCell(cellKey);
     if (mem !== undefined) return toGetResult(mem);
     // Not in a memtable now. A single cell needs no table snapshot: the tables hold what
     // memtables held and flushed, so a read after this instant returns the cell as of this
@@ -420,7 +420,7 @@ export class RangeStore {
     let reads: Map<string, Promise<MemCell | undefined>> | null = null;
     for (const w of m.writes) {
       const k = cellKeyOf(m.key, w.column);
-      if (this.active.get(k) !== undefined || this.frozen?.get(k) !== undefined) continue;
+      if (this.memCell(k) !== undefined) continue;
       reads ??= new Map();
       if (reads.has(k)) continue;
       const read = this.readTable(k);
@@ -446,14 +446,13 @@ export class RangeStore {
     const keys = m.writes.map((w) => cellKeyOf(m.key, w.column));
     // Layers are consulted synchronously per key; the table read that may follow cannot be
     // overtaken: applies are serialised and a flush only writes cells that a memtable shadows.
-    // A blind apply reads memtables only; a cell in neither is `unread` (its table cell, if
-    // any, is subtracted later: see `unsubtracted`).
-    const unread = new Set<string>();
+    // A blind apply reads memtables only, without an await; a cell in neither joins
+    // `unsubtracted` (its table cell, if any, is subtracted later).
     const olds = blind
       ? keys.map((k) => {
-          const mem = this.active.get(k) ?? this.frozen?.get(k);
-          if (mem === undefined) unread.add(k);
-          return mem === undefined || mem.value === null ? undefined : mem;
+          const mem = this.memCell(k);
+          if (mem === undefined) this.unsubtracted.add(k);
+          return mem?.value === null ? undefined : mem;
         })
       : await Promise.all(keys.map((k) => this.readLatest(k, prefetched)));
     this.checkUsable();
@@ -496,10 +495,14 @@ export class RangeStore {
       versions.push(cell.value === null ? 0 : lsn.seq);
     }
     this.checksumNow = sum;
-    for (const k of unread) this.unsubtracted.add(k);
     this.lastApplied = lsn;
     if (this.flushDue()) this.startFlush();
     return { ok: true, previousVersions, versions };
+  }
+
+  /** The cell's newest state in a memtable (a tombstone included); undefined if in neither. */
+  private memCell(cellKey: string): MemCell | undefined {
+    return this.active.get(cellKey) ?? this.frozen?.get(cellKey);
   }
 
   /** The newest live state of a cell (tombstones read as absent). */
@@ -507,7 +510,7 @@ export class RangeStore {
     cellKey: string,
     prefetched: Prefetch | null = null,
   ): Promise<MemCell | undefined> {
-    const mem = this.active.get(cellKey) ?? this.frozen?.get(cellKey);
+    const mem = this.memCell(cellKey);
     if (mem !== undefined) return mem.value === null ? undefined : mem;
     if (prefetched !== null && prefetched.tableEpoch === this.tableEpoch) {
       const read = prefetched.reads.get(cellKey);
