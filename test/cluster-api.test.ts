@@ -17,6 +17,8 @@ import {
   KVClient,
   type PutRequest,
   type PutResponse,
+  type WriteRowRequest,
+  type WriteRowResponse,
 } from '../src/rpc/generated/skv/v1/kv.js';
 import { TestCluster } from './support/cluster.js';
 
@@ -38,7 +40,12 @@ describe('skv cluster: public API', () => {
 
   beforeAll(async () => {
     // Split keys so that "a…", "h…" and "p…" rows live in different ranges (and cohorts).
-    cluster = await TestCluster.start({ nodes: 3, splitKeys: ['h', 'p'] });
+    // Small memtables, so a few hundred writes flush and later writes meet cells in tables.
+    cluster = await TestCluster.start({
+      nodes: 3,
+      splitKeys: ['h', 'p'],
+      memtableBytes: 16 * 1024,
+    });
     kv = cluster.client();
   }, 120_000);
 
@@ -108,6 +115,30 @@ describe('skv cluster: public API', () => {
     ).rejects.toMatchObject({ code: 'version-mismatch' });
     const row = await kv.readRow('carol');
     expect(row.map((c) => c.value.toString())).toEqual(['1', '2']);
+  });
+
+  it('writes over flushed cells answer with their previous versions (WriteRow, Delete); a put over one gets a newer version', async () => {
+    const first = await kv.put('dave', 'x', 'old');
+    const gone = await kv.put('dave', 'z', 'old');
+    // 300 rows of about 200 bytes in the same range (a…h): the memtable holding dave flushes.
+    for (let i = 0; i < 300; i += 50) {
+      await Promise.all(
+        Array.from({ length: 50 }, (_, j) => kv.put(`dfill${i + j}`, 'c', 'v'.repeat(200))),
+      );
+    }
+    const c = unaryClient(cluster.addresses[0]!);
+    const wr = await unary<WriteRowRequest, WriteRowResponse>(c.writeRow.bind(c), {
+      key: b('dave'),
+      writes: [
+        { column: b('x'), value: b('new') },
+        { column: b('y'), value: b('new') },
+      ],
+    });
+    expect(wr.previousVersions).toEqual([BigInt(first), 0n]);
+    const del = await unary(c.delete.bind(c), { key: b('dave'), column: b('z') });
+    expect(del).toMatchObject({ found: true, version: BigInt(gone) });
+    const again = await kv.put('dave', 'x', 'newer');
+    expect(again).toBeGreaterThan(Number(wr.versions[0]));
   });
 
   it('scans in key order across range boundaries, with limits and bounds', async () => {

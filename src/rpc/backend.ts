@@ -71,11 +71,20 @@ export interface NodeStatusView {
   }[];
 }
 
+export interface WriteOptions {
+  /** Whether the answer needs each written column's previous version (default true). */
+  readonly previousVersions?: boolean;
+}
+
 export interface KvBackend {
   get(req: ValidGet, ctx: CallContext): Promise<GetResult>;
   readRow(req: ValidReadRow, ctx: CallContext): Promise<readonly CellValue[]>;
-  /** Resolves once the mutation is committed and applied (ok or version-mismatch). */
-  write(mutation: RowMutation, ctx: CallContext): Promise<ApplyResult>;
+  /**
+   * Resolves once the mutation is committed and applied (ok or version-mismatch). With
+   * `previousVersions` false the result's previousVersions may be wrong (reported as 0 for
+   * cells the store did not read): the caller's answer does not carry them.
+   */
+  write(mutation: RowMutation, ctx: CallContext, options?: WriteOptions): Promise<ApplyResult>;
   /** Rows in key order over [start, end), crossing ranges, at most `limit` rows in all. */
   scan(req: ValidScan, ctx: CallContext): AsyncIterable<readonly RowResult[]>;
   rangeMap(): Promise<RangeMapView>;

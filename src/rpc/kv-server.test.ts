@@ -15,6 +15,7 @@ import type {
   KvBackend,
   RangeMapView,
   RowResult,
+  WriteOptions,
 } from './backend.js';
 import { NotLeaderError } from './backend.js';
 import {
@@ -35,6 +36,8 @@ class MemoryBackend implements KvBackend {
   writes = 0;
   /** Time left (ms) of the last request the backend saw, from its deadline. */
   lastTimeLeftMs = 0;
+  /** Per write, whether the server asked for previous versions. */
+  readonly previousVersionsAsked: boolean[] = [];
   private id(key: Uint8Array, column: Uint8Array) {
     return `${Buffer.from(key).toString('hex')}/${Buffer.from(column).toString('hex')}`;
   }
@@ -50,8 +53,9 @@ class MemoryBackend implements KvBackend {
   async readRow(_req: ValidReadRow): Promise<CellValue[]> {
     return [];
   }
-  async write(m: RowMutation, ctx: CallContext): Promise<ApplyResult> {
+  async write(m: RowMutation, ctx: CallContext, options?: WriteOptions): Promise<ApplyResult> {
     this.lastTimeLeftMs = ctx.deadlineMs - performance.now();
+    this.previousVersionsAsked.push(options?.previousVersions !== false);
     if (Buffer.from(m.key).toString() === 'hold') {
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -235,6 +239,34 @@ describe('KV gRPC edge', () => {
     expect(err.code).toBe(status.FAILED_PRECONDITION);
     expect(err.metadata.get('skv-reason')).toEqual(['version-mismatch']);
     expect(backend.writes).toBe(before);
+  });
+
+  it('asks the backend for previous versions only where the answer carries them (not for a put)', async () => {
+    backend.previousVersionsAsked.length = 0;
+    await put({ key: b('pv'), column: b('c'), value: b('v1') });
+    await new Promise((resolve, reject) =>
+      client.writeRow({ key: b('pv'), writes: [{ column: b('c'), value: b('v2') }] }, (e, r) =>
+        e ? reject(e) : resolve(r),
+      ),
+    );
+    await new Promise((resolve, reject) =>
+      client.delete({ key: b('pv'), column: b('c') }, (e, r) => (e ? reject(e) : resolve(r))),
+    );
+    const session = new SessionChannel(address);
+    try {
+      await session.call(
+        { $case: 'put', value: { key: b('pv'), column: b('c'), value: b('v') } },
+        5_000,
+      );
+      await session.call(
+        { $case: 'writeRow', value: { key: b('pv'), writes: [{ column: b('c'), value: b('w') }] } },
+        5_000,
+      );
+      await session.call({ $case: 'delete', value: { key: b('pv'), column: b('c') } }, 5_000);
+    } finally {
+      session.close();
+    }
+    expect(backend.previousVersionsAsked).toEqual([false, true, true, false, true, true]);
   });
 
   it('answers bad input with INVALID_ARGUMENT before the backend sees it', async () => {

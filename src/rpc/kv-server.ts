@@ -613,7 +613,9 @@ export class KvEdge {
     ctx: CallContext,
     shape: (result: ApplyResult) => Res,
   ): Promise<Res> {
-    return shape(await this.backend.write(mutation, ctx));
+    // A put's answer has no previous version: the store need not read the old cell for it.
+    const previousVersions = shape !== (putResponse as unknown);
+    return shape(await this.backend.write(mutation, ctx, { previousVersions }));
   }
 }
 

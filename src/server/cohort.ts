@@ -67,6 +67,11 @@ interface Waiter<T> {
   readonly timer: NodeJS.Timeout;
 }
 
+interface WriteWaiter extends Waiter<ApplyResult> {
+  /** Whether the answer needs the written columns' previous versions. */
+  readonly previousVersions: boolean;
+}
+
 export interface CohortOptions {
   readonly rangeId: RangeId;
   readonly replica: ReplicaConfig;
@@ -98,7 +103,7 @@ export class Cohort {
   private readonly ports: CohortPorts;
   private readonly logView: CohortLog;
   private nextRequestId = 1;
-  private readonly writes = new Map<number, Waiter<ApplyResult>>();
+  private readonly writes = new Map<number, WriteWaiter>();
   private readonly reads = new Map<number, Waiter<void>>();
   /** Everything written so far is durable once this settles. */
   private durable: Promise<void> = Promise.resolve();
@@ -193,8 +198,16 @@ export class Cohort {
     this.drain();
   };
 
-  /** Proposes a row mutation; resolves once committed and applied. */
-  write(payload: Uint8Array, deadlineMs: number): Promise<ApplyResult> {
+  /**
+   * Proposes a row mutation; resolves once committed and applied. With `previousVersions`
+   * false, the result's previous versions are not needed (a put's answer has none): the store
+   * then need not read the tables for an unconditional write (ApplyOptions).
+   */
+  write(
+    payload: Uint8Array,
+    deadlineMs: number,
+    options: { readonly previousVersions?: boolean } = {},
+  ): Promise<ApplyResult> {
     const requestId = this.nextRequestId++;
     const promise = new Promise<ApplyResult>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -204,7 +217,12 @@ export class Cohort {
           );
         }
       }, timerDelayMs(deadlineMs));
-      this.writes.set(requestId, { resolve, reject, timer });
+      this.writes.set(requestId, {
+        resolve,
+        reject,
+        timer,
+        previousVersions: options.previousVersions !== false,
+      });
     });
     this.step({ type: 'client-write', requestId, payload });
     return promise;
@@ -367,9 +385,11 @@ export class Cohort {
     // must stay commit order).
     // A barrier has nothing for the store but still moves its applied point, so a checkpoint
     // covers it: else an idle range whose last record is a barrier holds the log back forever.
-    // Only a write someone waits for (here, on the leader) needs its columns' previous versions:
-    // without, an unconditional write reads no table (RangeStore settles the checksum later).
-    const previousVersions = requestId !== undefined;
+    // Only a write someone waits for (here, on the leader) may need its columns' previous
+    // versions: without, an unconditional write reads no table (RangeStore settles the checksum
+    // later).
+    const previousVersions =
+      requestId !== undefined && this.writes.get(requestId)?.previousVersions === true;
     const toStore = (): Promise<StoreApplyResult | null> =>
       entry.kind === 'data'
         ? this.store.apply(entry.lsn, decodeRowMutation(entry.payload), { previousVersions })

@@ -42,6 +42,7 @@ import type {
   NodeStatusView,
   RangeMapView,
   RowResult,
+  WriteOptions,
 } from '../rpc/backend.js';
 import { NotLeaderError } from '../rpc/backend.js';
 import type { PeerBatch } from '../rpc/generated/skv/peer/v1/peer.js';
@@ -1020,9 +1021,9 @@ export class SkvNode {
     }
   }
 
-  write(mutation: RowMutation, ctx: CallContext): Promise<ApplyResult> {
+  write(mutation: RowMutation, ctx: CallContext, options: WriteOptions = {}): Promise<ApplyResult> {
     return this.observed('write', 'strong', () =>
-      this.riding(ctx, () => this.doWrite(mutation, ctx)),
+      this.riding(ctx, () => this.doWrite(mutation, ctx, options)),
     );
   }
 
@@ -1090,12 +1091,16 @@ export class SkvNode {
     };
   }
 
-  private async doWrite(mutation: RowMutation, ctx: CallContext): Promise<ApplyResult> {
+  private async doWrite(
+    mutation: RowMutation,
+    ctx: CallContext,
+    options: WriteOptions,
+  ): Promise<ApplyResult> {
     const range = this.routeOf(mutation.key);
     const cohort = this.cohorts.get(range.rangeId);
     if (cohort !== undefined && this.leaders.get(range.rangeId)?.nodeId === this.id) {
       try {
-        return await cohort.write(encodeRowMutation(mutation), ctx.deadlineMs);
+        return await cohort.write(encodeRowMutation(mutation), ctx.deadlineMs, options);
       } catch (err) {
         this.localError(err, range.rangeId);
       }

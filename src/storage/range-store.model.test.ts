@@ -185,138 +185,143 @@ async function storeScan(r: RangeStore, start: Buffer, end: Buffer | null, limit
 describe('RangeStore against an in-memory model', () => {
   it('agrees on every read, result and checksum over random ops, flushes, reopens and snapshots', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 60 }), async (ops) => {
-        const dir = await mkdtemp(join(tmpdir(), 'skv-model-'));
-        const options = { memtableSizeBytesMax: 2048 };
-        let node = await NodeStorage.open(dir, options);
-        let r = node.range(1);
-        const model = new Model();
-        const log: Array<[Lsn, RowMutation]> = [];
-        let seq = 0;
-        let inFlight: Promise<void>[] = [];
-        const settle = async () => {
-          const all = inFlight;
-          inFlight = [];
-          await Promise.all(all);
-        };
-        try {
-          for (const op of ops) {
-            // Queued applies stay in flight across background flushes; anything that reads
-            // or reopens waits for them first.
-            if (op.kind !== 'apply' && op.kind !== 'flush-background') await settle();
-            switch (op.kind) {
-              case 'apply': {
-                const writes: ColumnWrite[] = op.writes.map((w) => {
-                  const actual = model.version(op.key, w.column);
-                  const expectedVersion =
-                    w.cond === 'match'
-                      ? actual
-                      : w.cond === 'zero'
-                        ? 0
-                        : w.cond === 'wrong'
-                          ? actual + 1
-                          : undefined;
-                  return {
-                    column: w.column,
-                    value: w.del ? null : Buffer.alloc(w.size, seq & 0xff),
-                    ...(expectedVersion === undefined ? {} : { expectedVersion }),
-                  };
-                });
-                const m: RowMutation = { key: op.key, writes };
-                const l = lsn(1 + (seq >> 4), ++seq);
-                log.push([l, m]);
-                // Applies run in queue order, so the model's answer is known now.
-                const want = model.apply(seq, m);
-                // A follower's apply may report 0 for a previous version it did not read.
-                const check = (got: StoreApplyResult) =>
-                  op.follower && got.ok && want.ok
-                    ? expect({ ...got, previousVersions: [] }).toEqual({
-                        ...want,
-                        previousVersions: [],
-                      })
-                    : expect(got).toEqual(want);
-                const options = { previousVersions: !op.follower };
-                if (op.queued) {
-                  inFlight.push(r.apply(l, m, options).then(check));
-                } else {
-                  await settle();
-                  check(await r.apply(l, m, options));
+      fc.asyncProperty(
+        fc.array(opArb, { minLength: 1, maxLength: 60 }),
+        fc.integer({ min: 1, max: 3 }),
+        async (ops, settleBatchKeys) => {
+          const dir = await mkdtemp(join(tmpdir(), 'skv-model-'));
+          // Follower writes' unread cells are read in background batches of 1 to 3 keys.
+          const options = { memtableSizeBytesMax: 2048, settleBatchKeys };
+          let node = await NodeStorage.open(dir, options);
+          let r = node.range(1);
+          const model = new Model();
+          const log: Array<[Lsn, RowMutation]> = [];
+          let seq = 0;
+          let inFlight: Promise<void>[] = [];
+          const settle = async () => {
+            const all = inFlight;
+            inFlight = [];
+            await Promise.all(all);
+          };
+          try {
+            for (const op of ops) {
+              // Queued applies stay in flight across background flushes; anything that reads
+              // or reopens waits for them first.
+              if (op.kind !== 'apply' && op.kind !== 'flush-background') await settle();
+              switch (op.kind) {
+                case 'apply': {
+                  const writes: ColumnWrite[] = op.writes.map((w) => {
+                    const actual = model.version(op.key, w.column);
+                    const expectedVersion =
+                      w.cond === 'match'
+                        ? actual
+                        : w.cond === 'zero'
+                          ? 0
+                          : w.cond === 'wrong'
+                            ? actual + 1
+                            : undefined;
+                    return {
+                      column: w.column,
+                      value: w.del ? null : Buffer.alloc(w.size, seq & 0xff),
+                      ...(expectedVersion === undefined ? {} : { expectedVersion }),
+                    };
+                  });
+                  const m: RowMutation = { key: op.key, writes };
+                  const l = lsn(1 + (seq >> 4), ++seq);
+                  log.push([l, m]);
+                  // Applies run in queue order, so the model's answer is known now.
+                  const want = model.apply(seq, m);
+                  // A follower's apply may report 0 for a previous version it did not read.
+                  const check = (got: StoreApplyResult) =>
+                    op.follower && got.ok && want.ok
+                      ? expect({ ...got, previousVersions: [] }).toEqual({
+                          ...want,
+                          previousVersions: [],
+                        })
+                      : expect(got).toEqual(want);
+                  const options = { previousVersions: !op.follower };
+                  if (op.queued) {
+                    inFlight.push(r.apply(l, m, options).then(check));
+                  } else {
+                    await settle();
+                    check(await r.apply(l, m, options));
+                  }
+                  break;
                 }
-                break;
-              }
-              case 'flush':
-                expect(await r.flush()).toEqual(r.lastAppliedLsn);
-                break;
-              case 'flush-background':
-                void r.flush().catch(() => undefined);
-                break;
-              case 'reopen': {
-                // Unflushed state is lost as in a crash; replay the whole log (idempotent).
-                await node.close();
-                node = await NodeStorage.open(dir, options);
-                r = node.range(1);
-                // As recovery replays: nobody waits for an answer.
-                for (const [l, m] of log) await r.apply(l, m, { previousVersions: false });
-                break;
-              }
-              case 'snapshot-roundtrip': {
-                const snap = await r.exportSnapshot({ chunkCellsMax: 3 });
-                const chunks: SnapshotCell[][] = [];
-                for await (const c of snap.chunks()) chunks.push(c);
-                async function* replay() {
-                  yield* chunks;
+                case 'flush':
+                  expect(await r.flush()).toEqual(r.lastAppliedLsn);
+                  break;
+                case 'flush-background':
+                  void r.flush().catch(() => undefined);
+                  break;
+                case 'reopen': {
+                  // Unflushed state is lost as in a crash; replay the whole log (idempotent).
+                  await node.close();
+                  node = await NodeStorage.open(dir, options);
+                  r = node.range(1);
+                  // As recovery replays: nobody waits for an answer.
+                  for (const [l, m] of log) await r.apply(l, m, { previousVersions: false });
+                  break;
                 }
-                await r.importSnapshot(replay(), snap.lsn, snap.checksum);
-                expect(await r.digest()).toEqual({ lsn: snap.lsn, checksum: snap.checksum });
-                break;
+                case 'snapshot-roundtrip': {
+                  const snap = await r.exportSnapshot({ chunkCellsMax: 3 });
+                  const chunks: SnapshotCell[][] = [];
+                  for await (const c of snap.chunks()) chunks.push(c);
+                  async function* replay() {
+                    yield* chunks;
+                  }
+                  await r.importSnapshot(replay(), snap.lsn, snap.checksum);
+                  expect(await r.digest()).toEqual({ lsn: snap.lsn, checksum: snap.checksum });
+                  break;
+                }
+                case 'get': {
+                  const got = await r.get(op.key, op.column);
+                  const id = encodeCellKey(op.key, op.column).toString('latin1');
+                  const want = model.cells.get(id);
+                  expect(got).toEqual(
+                    want === undefined
+                      ? { found: false, version: 0 }
+                      : { found: true, value: want.value, version: want.version },
+                  );
+                  break;
+                }
+                case 'row': {
+                  const got = (await r.readRow(op.key, 'all')).map(
+                    (c) => `${Buffer.from(c.column).toString('hex')}@${c.version}`,
+                  );
+                  const want = model
+                    .sorted()
+                    .filter((c) => c.key.equals(op.key))
+                    .map((c) => `${c.column.toString('hex')}@${c.version}`);
+                  expect(got).toEqual(want);
+                  break;
+                }
+                case 'scan':
+                  expect(await storeScan(r, op.start, op.end, op.limit)).toEqual(
+                    await modelScan(model, op.start, op.end, op.limit),
+                  );
+                  break;
               }
-              case 'get': {
-                const got = await r.get(op.key, op.column);
-                const id = encodeCellKey(op.key, op.column).toString('latin1');
-                const want = model.cells.get(id);
-                expect(got).toEqual(
-                  want === undefined
-                    ? { found: false, version: 0 }
-                    : { found: true, value: want.value, version: want.version },
-                );
-                break;
-              }
-              case 'row': {
-                const got = (await r.readRow(op.key, 'all')).map(
-                  (c) => `${Buffer.from(c.column).toString('hex')}@${c.version}`,
-                );
-                const want = model
-                  .sorted()
-                  .filter((c) => c.key.equals(op.key))
-                  .map((c) => `${c.column.toString('hex')}@${c.version}`);
-                expect(got).toEqual(want);
-                break;
-              }
-              case 'scan':
-                expect(await storeScan(r, op.start, op.end, op.limit)).toEqual(
-                  await modelScan(model, op.start, op.end, op.limit),
-                );
-                break;
+              if (inFlight.length === 0) expect((await r.digest()).checksum).toBe(model.checksum());
             }
-            if (inFlight.length === 0) expect((await r.digest()).checksum).toBe(model.checksum());
+            await settle();
+            expect((await r.digest()).checksum).toBe(model.checksum());
+            await r.flush();
+            await node.close();
+            // Everything flushed: a reopen without replay holds exactly the model.
+            node = await NodeStorage.open(dir, options);
+            r = node.range(1);
+            expect(r.lastAppliedLsn).toEqual(log.at(-1)?.[0] ?? lsn(0, 0));
+            expect((await r.digest()).checksum).toBe(model.checksum());
+            expect(await storeScan(r, Buffer.alloc(0), null, 1000)).toEqual(
+              await modelScan(model, Buffer.alloc(0), null, 1000),
+            );
+          } finally {
+            await node.close();
+            await rm(dir, { recursive: true, force: true });
           }
-          await settle();
-          expect((await r.digest()).checksum).toBe(model.checksum());
-          await r.flush();
-          await node.close();
-          // Everything flushed: a reopen without replay holds exactly the model.
-          node = await NodeStorage.open(dir, options);
-          r = node.range(1);
-          expect(r.lastAppliedLsn).toEqual(log.at(-1)?.[0] ?? lsn(0, 0));
-          expect((await r.digest()).checksum).toBe(model.checksum());
-          expect(await storeScan(r, Buffer.alloc(0), null, 1000)).toEqual(
-            await modelScan(model, Buffer.alloc(0), null, 1000),
-          );
-        } finally {
-          await node.close();
-          await rm(dir, { recursive: true, force: true });
-        }
-      }),
+        },
+      ),
       {
         numRuns: Number(process.env.FC_RUNS ?? 60),
         ...(process.env.FC_SEED ? { seed: Number(process.env.FC_SEED) } : {}),

@@ -384,9 +384,18 @@ describe('RangeStore flush, checkpoints and recovery', () => {
             : put(k, `c${i % 3}`, `v${i}`);
       ops.push([lsn(1, i), m]);
     }
-    const stores: RangeStore[] = [node.range(1), node.range(2), node.range(3), node.range(5)];
-    // Store 3 applies as a follower does (no previous versions asked for), so its unconditional
-    // writes of cells in no memtable leave the tables' old cell to be subtracted later.
+    // Reads of unread cells in background batches of 2 keys (while later applies run).
+    const small = await openNode(await freshDir(), { settleBatchKeys: 2 });
+    const stores: RangeStore[] = [
+      node.range(1),
+      node.range(2),
+      node.range(3),
+      node.range(5),
+      small.range(1),
+    ];
+    // Stores 3 and 4 apply as a follower does (no previous versions asked for), so their
+    // unconditional writes of cells in no memtable leave the tables' old cell to be subtracted
+    // later.
     for (const [i, [l, m]] of ops.entries()) {
       await stores[0]!.apply(l, m);
       await stores[1]!.apply(l, m);
@@ -396,11 +405,15 @@ describe('RangeStore flush, checkpoints and recovery', () => {
       await stores[3]!.apply(l, m, { previousVersions: false });
       if (i % 17 === 16) await stores[3]!.flush();
       if (i % 29 === 28) expect(await stores[3]!.digest()).toEqual(await stores[0]!.digest());
+      void stores[4]!.apply(l, m, { previousVersions: false });
+      if (i % 19 === 18) await stores[4]!.flush();
+      if (i % 31 === 30) expect(await stores[4]!.digest()).toEqual(await stores[0]!.digest());
     }
-    const [d0, d1, d2, d3] = await Promise.all(stores.map((s) => s.digest()));
+    const [d0, d1, d2, d3, d4] = await Promise.all(stores.map((s) => s.digest()));
     expect(d1).toEqual(d0);
     expect(d2).toEqual(d0);
     expect(d3).toEqual(d0);
+    expect(d4).toEqual(d0);
     expect(d0!.checksum).not.toBe(0n);
     // Same records except one value: different checksum.
     const odd = node.range(4);
@@ -502,9 +515,14 @@ describe('RangeStore reads without a table snapshot', () => {
     const level = await LevelTableStore.open(dir);
     let gate: Promise<void> | null = null;
     let release = () => {};
+    let waiting = 0;
     const tables: TableStore = {
       get: async (key, snapshot) => {
-        if (snapshot === undefined && gate !== null) await gate;
+        if (snapshot === undefined && gate !== null) {
+          waiting++;
+          await gate;
+          waiting--;
+        }
         return level.get(key, snapshot);
       },
       snapshot: () => level.snapshot(),
@@ -517,6 +535,8 @@ describe('RangeStore reads without a table snapshot', () => {
     };
     return {
       tables,
+      /** Table reads waiting at the gate. */
+      waiting: () => waiting,
       hold: () => {
         gate = new Promise<void>((r) => {
           release = r;
@@ -595,6 +615,89 @@ describe('RangeStore reads without a table snapshot', () => {
     await store.close();
     await ref.close();
     await g.tables.close();
+  });
+
+  it('unread cells are read in background batches; a flush that freezes them with a batch in flight waits for it, and its meta record is exact', async () => {
+    const g = await gatedTables(await freshDir());
+    const meta = { generation: 1, checkpointLsn: lsn(0, 0), checksum: 0n };
+    const store = new RangeStore(1 as RangeId, g.tables, meta, { settleBatchKeys: 2 });
+    // The reference store (it reads at every apply) has tables without a gate.
+    const refTables = await LevelTableStore.open(await freshDir());
+    const ref = new RangeStore(1 as RangeId, refTables, meta);
+    for (let i = 1; i <= 6; i++) {
+      await store.apply(lsn(1, i), put(`k${i}`, 'c', `v${i}`), { previousVersions: false });
+      await ref.apply(lsn(1, i), put(`k${i}`, 'c', `v${i}`));
+    }
+    await store.flush();
+    await ref.flush();
+    const blind = async (i: number, value: string) => {
+      await ref.apply(lsn(1, i), put(`k${i - 6}`, 'c', value));
+      await store.apply(lsn(1, i), put(`k${i - 6}`, 'c', value), { previousVersions: false });
+    };
+    g.hold();
+    // k1 and k2 fill a batch, whose reads wait at the gate; k3 waits for the next batch.
+    await blind(7, 'w1');
+    await blind(8, 'w2');
+    await blind(9, 'w3');
+    expect(g.waiting()).toBe(2);
+    const flushed = store.flush(); // freezes k1..k3 while their first batch is in flight
+    await blind(10, 'w4'); // into the next memtable, read by a batch of its own later
+    await new Promise((r) => setTimeout(r, 20));
+    g.release();
+    expect(await flushed).toEqual(lsn(1, 9));
+    await blind(11, 'w5');
+    await blind(12, 'w6'); // k4..k6: batches after the release
+    const reopened = new RangeStore(3 as RangeId, g.tables, {
+      generation: 1,
+      checkpointLsn: lsn(1, 9),
+      checksum: decodeMeta((await g.tables.get(metaKey(1 as RangeId)))!).checksum,
+    });
+    const atCheckpoint = new RangeStore(2 as RangeId, refTables, meta);
+    for (let i = 1; i <= 9; i++) {
+      await atCheckpoint.apply(
+        lsn(1, i),
+        put(`k${i > 6 ? i - 6 : i}`, 'c', i > 6 ? `w${i - 6}` : `v${i}`),
+      );
+    }
+    expect(await reopened.digest()).toEqual(await atCheckpoint.digest());
+    expect(await store.digest()).toEqual(await ref.digest());
+    await store.flush();
+    await ref.flush();
+    expect(await store.digest()).toEqual(await ref.digest());
+    await store.close();
+    await ref.close();
+    await g.tables.close();
+    await refTables.close();
+  });
+
+  it('close waits for a background batch of reads (the tables may close right after)', async () => {
+    const g = await gatedTables(await freshDir());
+    const fatal: Error[] = [];
+    const store = new RangeStore(
+      1 as RangeId,
+      g.tables,
+      { generation: 1, checkpointLsn: lsn(0, 0), checksum: 0n },
+      { settleBatchKeys: 2, onFatal: (_r, e) => fatal.push(e) },
+    );
+    for (let i = 1; i <= 2; i++) await store.apply(lsn(1, i), put(`k${i}`, 'c', 'v'));
+    await store.flush();
+    g.hold();
+    for (let i = 3; i <= 4; i++) {
+      await store.apply(lsn(1, i), put(`k${i - 2}`, 'c', 'w'), { previousVersions: false });
+    }
+    const closed = store.close();
+    await new Promise((r) => setTimeout(r, 20));
+    let done = false;
+    void closed.then(() => {
+      done = true;
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(done).toBe(false);
+    g.release();
+    await closed;
+    await g.tables.close();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(fatal).toEqual([]);
   });
 
   it('many concurrent gets of flushed and missing cells each get their own answer', async () => {

@@ -10,11 +10,16 @@
 //   any instant is the state at exactly one LSN.
 // - A column's version is the seq of the record that last wrote it; absent = 0 (core/mutation.ts).
 // - checksum = sum over live cells of cellHash (FORMAT.md), kept incrementally. An apply that
-//   need not answer with previous versions (a follower's, a recovery's) and has no condition
+//   need not answer with previous versions (a follower's, a recovery's, a leader's put) and has
+//   no condition
 //   does not read the tables for a cell it finds in no memtable: the cell's key goes to
-//   `unsubtracted`, and the tables' cell (if any) is subtracted later, in one batch of reads:
-//   by the flush of that memtable (before it writes), or by `digest`/`exportSnapshot`. Until
-//   then `checksumNow` still counts those table cells; only `digest`, `exportSnapshot` and the
+//   `unsubtracted`, and the tables' cell (if any) is read later, in sorted batches: in the
+//   background once SETTLE_READS_MAX keys have gathered, and the rest by the flush of that
+//   memtable (before it writes) or by `digest`/`exportSnapshot`. A table cell under such a key
+//   cannot change before that flush writes (only the flush of a memtable holding the key does),
+//   so a read at any time before it sees the old cell. The hashes read are summed and
+//   subtracted from `checksumNow` all at once when the set is settled; until then
+//   `checksumNow` still counts those table cells. Only `digest`, `exportSnapshot` and the
 //   flush's meta record expose the checksum, and each settles the pending keys first.
 // - Import, drop and the start of a flush never overlap: they run in the serial queue or
 //   synchronously, and import/drop wait for a running flush.
@@ -67,8 +72,11 @@ interface Prefetch {
 }
 /** Cells encoded for a flush between two turns of the event loop. */
 const FLUSH_SLICE_CELLS = 4096;
-/** Table reads in flight while settling the checksum (see `unsubtracted`). */
-const SETTLE_READS_MAX = 1024;
+/**
+ * Unread keys (see `unsubtracted`) read in one background batch, and the batch size when
+ * settling. One batch is in flight per memtable at a time.
+ */
+export const SETTLE_READS_MAX = 1024;
 /** Initial size of a flush's scratch buffers (they grow for a larger cell). */
 const FLUSH_SCRATCH_BYTES = 64 * 1024;
 
@@ -137,6 +145,8 @@ export interface SnapshotExportOptions {
 
 export interface RangeStoreOptions {
   readonly memtableSizeBytesMax?: number;
+  /** Unread keys per background batch of table reads (default SETTLE_READS_MAX; for tests). */
+  readonly settleBatchKeys?: number;
   /** Called after each durable checkpoint, in LSN order: the log may GC behind `lsn`. */
   readonly onCheckpoint?: (rangeId: RangeId, lsn: Lsn) => void;
   /** Called once when a flush fails; the store is unusable afterwards (fail-stop). */
@@ -163,6 +173,17 @@ function recordBytes(keys: readonly string[], m: RowMutation): number {
   return n;
 }
 
+/**
+ * The cells one memtable wrote without reading the tables (see the file comment): the keys not
+ * read yet, and the sum of the table cells' hashes read so far for the others.
+ */
+class Unread {
+  readonly keys = new Set<string>();
+  sum = 0n;
+  /** The batch of reads in flight (never rejects: a failed read fails the store). */
+  reading: Promise<void> | null = null;
+}
+
 function hashOf(c: MemCell): bigint {
   assert(c.value !== null, 'hash of a live cell');
   return cellHash(c.key, c.column, c.value, c.version);
@@ -185,7 +206,7 @@ export class RangeStore {
    * tables' cell (if any) is still counted in `checksumNow`. The flush of `active` takes them
    * over (see the file comment).
    */
-  private unsubtracted = new Set<string>();
+  private unsubtracted = new Unread();
   private lastApplied: Lsn;
   private checksumNow: bigint;
   private checkpoint: Lsn;
@@ -198,6 +219,7 @@ export class RangeStore {
   private fatal: Error | null = null;
   private closed = false;
   private readonly memtableSizeBytesMax: number;
+  private readonly settleBatchKeys: number;
 
   constructor(
     readonly rangeId: RangeId,
@@ -211,6 +233,8 @@ export class RangeStore {
     this.checksumNow = meta.checksum;
     this.memtableSizeBytesMax = options.memtableSizeBytesMax ?? MEMTABLE_SIZE_BYTES_DEFAULT;
     assert(this.memtableSizeBytesMax > 0, 'memtable limit');
+    this.settleBatchKeys = options.settleBatchKeys ?? SETTLE_READS_MAX;
+    assert(this.settleBatchKeys > 0, 'settle batch');
   }
 
   get lastAppliedLsn(): Lsn {
@@ -241,36 +265,59 @@ export class RangeStore {
 
   /**
    * Makes `checksumNow` exact: waits for a running flush (which settles its memtable's cells)
-   * and subtracts the tables' cells under `unsubtracted`. In the serial queue only, so no apply
-   * adds to the set meanwhile; a flush that starts meanwhile takes the set over and settles it.
+   * and settles the active memtable's unread cells. In the serial queue only, so no apply adds
+   * to them meanwhile; a flush that starts meanwhile takes them over and settles them itself.
    */
   private async settleChecksum(): Promise<void> {
     for (;;) {
       while (this.flushing !== null) await this.flushing;
       this.checkUsable();
-      if (this.unsubtracted.size === 0) return;
-      const keys = this.unsubtracted;
-      const sub = await this.tableHashes(keys, this.generation);
+      const unread = this.unsubtracted;
+      const sub = await this.readUnread(unread, this.generation);
       this.checkUsable();
-      // A flush that started during the reads took `keys` over and settles them itself.
-      if (this.unsubtracted !== keys) continue;
+      if (this.unsubtracted !== unread) continue;
       this.checksumNow = checksumSub(this.checksumNow, sub);
-      this.unsubtracted = new Set();
+      this.unsubtracted = new Unread();
       return;
     }
   }
 
-  /** The sum of the hashes of the cells the tables hold under `keys` (in `generation`). */
-  private async tableHashes(keys: ReadonlySet<string>, generation: number): Promise<bigint> {
-    let sum = 0n;
-    const sorted = [...keys].sort();
-    for (let i = 0; i < sorted.length; i += SETTLE_READS_MAX) {
-      const cells = await Promise.all(
-        sorted.slice(i, i + SETTLE_READS_MAX).map((k) => this.readTable(k, generation)),
-      );
-      for (const c of cells) if (c !== undefined) sum = checksumAdd(sum, hashOf(c));
+  /** Reads every key of `unread` (in `generation`) and returns the sum of the cells' hashes. */
+  private async readUnread(unread: Unread, generation: number): Promise<bigint> {
+    for (;;) {
+      if (unread.reading !== null) await unread.reading;
+      else if (unread.keys.size > 0) this.startUnreadBatch(unread, generation);
+      else return unread.sum;
+      this.checkUsable();
     }
-    return sum;
+  }
+
+  /**
+   * Starts reading a batch of `unread`'s keys, sorted, unless a batch is in flight. The keys
+   * leave the set now and their hashes join `unread.sum` when read; a failed read fails the
+   * store (their hashes would be lost).
+   */
+  private startUnreadBatch(unread: Unread, generation: number): void {
+    if (unread.reading !== null || unread.keys.size === 0) return;
+    const batch: string[] = [];
+    for (const k of unread.keys) {
+      batch.push(k);
+      if (batch.length === this.settleBatchKeys) break;
+    }
+    for (const k of batch) unread.keys.delete(k);
+    batch.sort();
+    unread.reading = Promise.all(batch.map((k) => this.readTable(k, generation))).then(
+      (cells) => {
+        let sum = unread.sum;
+        for (const c of cells) if (c !== undefined) sum = checksumAdd(sum, hashOf(c));
+        unread.sum = sum;
+        unread.reading = null;
+      },
+      (e: unknown) => {
+        this.fail(e);
+        unread.reading = null;
+      },
+    );
   }
 
   // ---- reads ----------------------------------------------------------------------------------
@@ -451,7 +498,7 @@ export class RangeStore {
     const olds = blind
       ? keys.map((k) => {
           const mem = this.memCell(k);
-          if (mem === undefined) this.unsubtracted.add(k);
+          if (mem === undefined) this.unsubtracted.keys.add(k);
           return mem?.value === null ? undefined : mem;
         })
       : await Promise.all(keys.map((k) => this.readLatest(k, prefetched)));
@@ -497,6 +544,9 @@ export class RangeStore {
     this.checksumNow = sum;
     this.lastApplied = lsn;
     if (this.flushDue()) this.startFlush();
+    else if (this.unsubtracted.keys.size >= this.settleBatchKeys) {
+      this.startUnreadBatch(this.unsubtracted, this.generation);
+    }
     return { ok: true, previousVersions, versions };
   }
 
@@ -567,7 +617,7 @@ export class RangeStore {
     const frozen = this.active.view();
     const unsubtracted = this.unsubtracted;
     this.active = new Memtable();
-    this.unsubtracted = new Set();
+    this.unsubtracted = new Unread();
     this.activeAppliedBytes = 0;
     this.frozen = frozen;
     const lsn = this.lastApplied;
@@ -595,13 +645,12 @@ export class RangeStore {
   }
 
   /**
-   * Subtracts from `checksumNow` the tables' cells under the frozen memtable's unread keys, and
-   * returns their sum (the checksum at the freeze counted them too). The tables cannot change
-   * under these keys before this flush writes: only a flush of a memtable holding them does.
+   * Subtracts from `checksumNow` the tables' cells under the frozen memtable's unread keys
+   * (reading those not read yet), and returns their sum: the checksum at the freeze counted
+   * them too.
    */
-  private async settleFrozen(keys: ReadonlySet<string>, generation: number): Promise<bigint> {
-    if (keys.size === 0) return 0n;
-    const sub = await this.tableHashes(keys, generation);
+  private async settleFrozen(unread: Unread, generation: number): Promise<bigint> {
+    const sub = await this.readUnread(unread, generation);
     this.checksumNow = checksumSub(this.checksumNow, sub);
     return sub;
   }
@@ -770,7 +819,7 @@ export class RangeStore {
     this.generation = next;
     this.tableEpoch++;
     this.active = new Memtable();
-    this.unsubtracted = new Set();
+    this.unsubtracted = new Unread();
     this.activeAppliedBytes = 0;
     this.frozen = null;
     this.lastApplied = lsn;
@@ -798,7 +847,9 @@ export class RangeStore {
   async close(): Promise<void> {
     if (this.closed) return;
     await this.serialTail;
-    while (this.flushing !== null) await this.flushing;
+    while (this.flushing !== null || this.unsubtracted.reading !== null) {
+      await (this.flushing ?? this.unsubtracted.reading);
+    }
     this.closed = true;
   }
 
@@ -807,7 +858,10 @@ export class RangeStore {
   private async exclusively<T>(fn: () => Promise<T>): Promise<T> {
     this.exclusive = true;
     try {
-      while (this.flushing !== null) await this.flushing;
+      // A background batch reads the current generation's tables: let it end first.
+      while (this.flushing !== null || this.unsubtracted.reading !== null) {
+        await (this.flushing ?? this.unsubtracted.reading);
+      }
       this.checkUsable();
       return await fn();
     } finally {
