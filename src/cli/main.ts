@@ -27,6 +27,7 @@ import {
 } from '../rpc/tls.js';
 import {
   LEADER_HANDOFF_MS_DEFAULT,
+  LOG_CATCH_UP_ENTRIES_DEFAULT,
   LOG_RETAIN_BYTES_DEFAULT,
   SkvNode,
   splitHostPort,
@@ -270,6 +271,14 @@ export function buildProgram(): Command {
     )
     .addOption(
       new Option(
+        '--log-catch-up-entries <n>',
+        "log entries a range keeps in memory before its checkpoint, so a follower that falls that far behind catches up from the leader's log, not by a snapshot of the whole range",
+      )
+        .env('SKV_LOG_CATCH_UP_ENTRIES')
+        .default(String(LOG_CATCH_UP_ENTRIES_DEFAULT)),
+    )
+    .addOption(
+      new Option(
         '--log-retain-bytes <n>',
         'commit log kept on disk before the range that holds back its oldest segment is flushed',
       )
@@ -358,6 +367,7 @@ export function buildProgram(): Command {
             ? {}
             : { memtableSizeBytesMax: intOption(o.memtableBytes, '--memtable-bytes') }),
           logRetainBytes: intOption(o.logRetainBytes, '--log-retain-bytes'),
+          logCatchUpEntries: intOption(o.logCatchUpEntries, '--log-catch-up-entries'),
           unsafe: {
             ...(o.unsafeFollowerStrongReads ? { followerStrongReads: true } : {}),
             ...(o.unsafeAckBeforeDurable ? { ackBeforeDurable: true } : {}),

@@ -644,3 +644,65 @@ describe('takeover of a long log (found by a 10-million-record load)', () => {
     expect(proposes).toBeGreaterThan(0);
   });
 });
+
+describe('catch-up by snapshot (found by a 10-million-record load)', () => {
+  const nack = (rejectedPrevSeq: number): Parameters<Replica['step']>[0] => ({
+    type: 'message',
+    message: {
+      type: 'nack',
+      from: 'c',
+      to: 'a',
+      epoch: 2,
+      rejectedPrevSeq,
+      lastSeq: 100,
+      commitSeq: 100,
+    },
+  });
+
+  it('a follower waiting for a snapshot gets one transfer and no proposes until it acks it; nacks of older proposes do not start another', () => {
+    const log = Array.from({ length: 1000 }, (_, i) => entry(1, i + 1));
+    const l = replica('a', log, { commitSeq: 1000 });
+    for (let i = 0; i < 10 && l.status().appliedSeq < 1000; i++) step(l); // local replay
+    step(l, { type: 'log-compacted', lsn: lsn(1, 900) });
+    elect(l, 1, [cand('b', 101, lsn(1, 1000))]);
+    // The new epoch's barrier is durable here and at b: the leader serves writes.
+    step(
+      l,
+      { type: 'append-durable', lsn: lsn(2, 1001) },
+      {
+        type: 'message',
+        message: { type: 'ack', from: 'b', to: 'a', epoch: 2, matchSeq: 1001, voter: true },
+      },
+    );
+    // c holds up to 100 only, far behind the base (900): a snapshot.
+    const first = step(l, nack(1000));
+    expect(first.snapshotsToSend).toEqual([{ to: 'c', lsn: lsn(2, 1001), epoch: 2 }]);
+    expect(msgs(first, 'propose').filter((m) => m.to === 'c')).toEqual([]);
+    // Nacks of proposes sent before the snapshot was chosen, and ticks short of the retry: no
+    // other transfer, nothing proposed to c (the leader keeps writing meanwhile).
+    let snapshots = 0;
+    let proposesToC = 0;
+    for (let t = 0; t < 20; t++) {
+      const rd = step(
+        l,
+        nack(1001 + t),
+        { type: 'tick' },
+        { type: 'client-write', requestId: t + 1, payload: new Uint8Array([t]) },
+      );
+      snapshots += rd.snapshotsToSend.length;
+      proposesToC += msgs(rd, 'propose').filter((m) => m.to === 'c').length;
+    }
+    expect(snapshots).toBe(0);
+    expect(proposesToC).toBe(0);
+    expect(l.lastLsn().seq).toBe(1021);
+    // Installed: c acks the snapshot's point and is proposed the entries after it.
+    const after = step(l, {
+      type: 'message',
+      message: { type: 'ack', from: 'c', to: 'a', epoch: 2, matchSeq: 1001, voter: true },
+    });
+    const toC = msgs(after, 'propose').filter((m) => m.to === 'c');
+    expect(toC.length).toBeGreaterThan(0);
+    expect(toC[0]!.prevLsn).toEqual(lsn(2, 1001));
+    expect(after.snapshotsToSend).toEqual([]);
+  });
+});

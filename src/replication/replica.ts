@@ -961,6 +961,10 @@ export class Replica {
       case 'nack': {
         this.noteFollowerTail(p, m.lastSeq);
         if (m.rejectedPrevSeq <= p.matchSeq) break; // stale: we know it matches further
+        // A nack of a propose sent before the snapshot was chosen: the snapshot answers it. (Each
+        // such nack used to cancel the pending snapshot and choose a new one: at 10 M rows a
+        // leader started dozens of transfers of a whole range per second to one follower.)
+        if (p.snapshotPending) break;
         const next =
           m.lastSeq < m.rejectedPrevSeq
             ? m.lastSeq + 1
@@ -1039,9 +1043,11 @@ export class Replica {
     const p = this.progress.get(to);
     assert(p !== undefined, 'progress for every peer');
     const last = this.lastLsn().seq;
+    // A follower waiting for a snapshot gets nothing else until it acks it (or the retry tick
+    // gives up on it): proposes past the snapshot's point would arrive first and be nacked.
+    if (p.snapshotPending) return;
     if (p.nextSeq <= this.base.seq) {
       // The log no longer reaches back far enough: ship the applied state (S§6.1).
-      if (p.snapshotPending) return;
       p.snapshotPending = true;
       p.lastSendTick = this.ticks;
       this.out.snapshotTargets.push(to);
@@ -1175,7 +1181,17 @@ export class Replica {
     this.maybeCommit();
   }
 
-  private onLogCompacted(lsn: Lsn): void {
+  private onLogCompacted(to: Lsn): void {
+    let lsn = to;
+    // Not past a snapshot a follower is being sent: it goes on from the snapshot's point (its
+    // nextSeq), and a log that no longer reaches back there would need yet another snapshot.
+    if (this.role === 'leader') {
+      for (const p of this.progress.values()) {
+        if (!p.snapshotPending || p.nextSeq - 1 >= lsn.seq) continue;
+        const at = this.lsnAt(p.nextSeq - 1);
+        if (at !== null) lsn = at;
+      }
+    }
     if (lsn.seq <= this.base.seq) return;
     assert(lsn.seq <= this.appliedSeq, 'compaction only behind the applied point');
     const local = this.lsnAt(lsn.seq);

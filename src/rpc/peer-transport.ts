@@ -14,6 +14,11 @@
 // and batches the handler cannot read get INVALID_ARGUMENT, refused senders PERMISSION_DENIED;
 // later data on the stream is ignored. The sending side reconnects with a doubling backoff
 // (PEER_RECONNECT_BACKOFF_MS_MIN..MAX) and reports a broken link once per outage, not per retry.
+//
+// Bulk data (snapshot chunks) goes on a second stream of the same connection, one message at a
+// time and only while that stream's buffer has room (`sendBulk`): a range's snapshot is hundreds
+// of megabytes at 10 M rows, and written into the protocol's stream at once it held all of it in
+// memory and delayed every other range's proposes and acks behind it.
 
 import {
   type ClientWritableStream,
@@ -76,6 +81,9 @@ export interface PeerLinkOptions {
 export class PeerLink {
   private readonly client: PeerClient;
   private stream: ClientWritableStream<PeerBatch> | null = null;
+  private bulk: ClientWritableStream<PeerBatch> | null = null;
+  /** Settled when the bulk stream has room again or broke (true) — see `sendBulk`. */
+  private bulkWaiters: Array<(broken: boolean) => void> = [];
   private queue: PeerMessage[] = [];
   private flushScheduled = false;
   private retryAt = 0;
@@ -118,12 +126,53 @@ export class PeerLink {
     }
   }
 
+  /**
+   * Sends one bulk message (a snapshot chunk) on the bulk stream, after the ones before it have
+   * left the stream's buffer. Rejects when the link is closed or the stream breaks (what was in
+   * flight is lost: the caller starts its transfer over).
+   */
+  async sendBulk(m: PeerMessage): Promise<void> {
+    if (this.closed) throw new PeerLinkClosedError(this.address);
+    let stream = this.bulk;
+    if (stream === null) {
+      const s = this.client.exchange(
+        this.metadata?.clone() ?? new Metadata(),
+        (_err: unknown, _res?: ExchangeSummary) => this.bulkBroken(s),
+      );
+      s.on('error', () => this.bulkBroken(s));
+      s.on('drain', () => {
+        if (this.bulk === s) this.wakeBulk(false);
+      });
+      this.bulk = s;
+      stream = s;
+    }
+    if (stream.write({ from: this.self, cluster: this.cluster, messages: [m] })) return;
+    const broken = await new Promise<boolean>((resolve) => this.bulkWaiters.push(resolve));
+    if (broken) throw new PeerLinkClosedError(this.address);
+  }
+
   close(): void {
     this.closed = true;
     this.queue = [];
     this.stream?.end();
     this.stream = null;
+    const bulk = this.bulk;
+    this.bulk = null;
+    bulk?.end();
+    this.wakeBulk(true);
     this.client.close();
+  }
+
+  private bulkBroken(stream: ClientWritableStream<PeerBatch>): void {
+    if (this.bulk !== stream) return;
+    this.bulk = null;
+    this.wakeBulk(true);
+  }
+
+  private wakeBulk(broken: boolean): void {
+    const waiters = this.bulkWaiters;
+    this.bulkWaiters = [];
+    for (const w of waiters) w(broken);
   }
 
   private flush(): void {
@@ -180,6 +229,14 @@ export class PeerLink {
         details: err?.details ?? 'the peer ended the stream',
       });
     }
+  }
+}
+
+/** A bulk send to a peer whose link closed or whose bulk stream broke. */
+export class PeerLinkClosedError extends Error {
+  constructor(address: string) {
+    super(`the bulk stream to ${address} closed`);
+    this.name = 'PeerLinkClosedError';
   }
 }
 

@@ -21,7 +21,7 @@ import type { Coordinator, LeaderInfo, RangeMap } from '../coordination/coordina
 import { assert } from '../core/assert.js';
 import { CorruptionError, InvalidArgumentError, SkvError } from '../core/errors.js';
 import type { NodeId, RangeId } from '../core/ids.js';
-import { compareLsn, type Lsn, lsnEquals } from '../core/lsn.js';
+import { compareLsn, formatLsn, type Lsn, lsnEquals } from '../core/lsn.js';
 import { type ApplyResult, encodeRowMutation, type RowMutation } from '../core/mutation.js';
 import type { CommitLog, TornTail } from '../log/index.js';
 import { CommitLog as CommitLogImpl } from '../log/index.js';
@@ -77,6 +77,11 @@ export interface NodeConfig {
   readonly tickMs?: number;
   /** Memtable size per range before a flush. */
   readonly memtableSizeBytesMax?: number;
+  /**
+   * Log entries a cohort keeps in memory before its checkpoint for followers' catch-up
+   * (default LOG_CATCH_UP_ENTRIES_DEFAULT; see compactionPoint).
+   */
+  readonly logCatchUpEntries?: number;
   /**
    * Commit-log bytes on disk past which the range whose unflushed records keep the oldest
    * segment is flushed (default LOG_RETAIN_BYTES_DEFAULT; 0: whenever one does).
@@ -143,6 +148,19 @@ const SCAN_PAGE_ROWS_MAX = 1000;
 const REGISTER_SLACK_MS = 1000;
 const REGISTER_RETRY_MS_MIN = 50;
 
+/** A snapshot being sent to one follower of one range (see `sendSnapshot`). */
+interface SnapshotSend {
+  readonly epoch: number;
+  cancelled: boolean;
+  done: Promise<void>;
+}
+
+/** Log entries a cohort keeps before its checkpoint for followers' catch-up (compactionPoint). */
+export const LOG_CATCH_UP_ENTRIES_DEFAULT = 50_000;
+/** ...and their bytes at most (payloads plus LOG_ENTRY_OVERHEAD_BYTES each). */
+const LOG_CATCH_UP_BYTES_MAX = 64 * 1024 * 1024;
+const LOG_ENTRY_OVERHEAD_BYTES = 100;
+
 interface SnapshotTransfer {
   readonly transferId: bigint;
   readonly lsn: Lsn;
@@ -180,6 +198,8 @@ export class SkvNode {
   private addresses = new Map<NodeId, string>();
   private readonly links = new Map<NodeId, PeerLink>();
   private readonly transfers = new Map<string, SnapshotTransfer>();
+  /** Snapshots being sent, by `${rangeId}/${to}`. */
+  private readonly snapshotSends = new Map<string, SnapshotSend>();
   private nextTransferId = 1n;
   private readonly unsubscribes: (() => void)[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
@@ -746,7 +766,32 @@ export class SkvNode {
   private onCheckpoint(rangeId: RangeId, lsn: Lsn): void {
     this.deps.requests?.cohortEvent?.(rangeId, 'checkpoint');
     this.log.setCheckpoint(rangeId, lsn.seq);
-    this.cohorts.get(rangeId)?.step({ type: 'log-compacted', lsn });
+    const c = this.cohorts.get(rangeId);
+    if (c === undefined) return;
+    const at = this.compactionPoint(c, lsn);
+    if (at !== null) c.step({ type: 'log-compacted', lsn: at });
+  }
+
+  /**
+   * Where the cohort's in-memory log may start after a checkpoint at `checkpoint`: up to
+   * `logCatchUpEntries` before it, within LOG_CATCH_UP_BYTES_MAX (the core itself keeps what a
+   * follower being sent a snapshot goes on from). A follower that falls behind the
+   * log's start needs a snapshot of the whole range (S§6.1): at 10 M rows, a follower a few
+   * seconds behind during a leader change got one, hundreds of megabytes, where a few thousand
+   * entries would have done.
+   */
+  private compactionPoint(c: Cohort, checkpoint: Lsn): Lsn | null {
+    const want = checkpoint.seq - (this.config.logCatchUpEntries ?? LOG_CATCH_UP_ENTRIES_DEFAULT);
+    let seq = checkpoint.seq;
+    let bytes = 0;
+    while (seq > want) {
+      const e = c.replica.entryAt(seq);
+      if (e === null) break;
+      bytes += e.payload.length + LOG_ENTRY_OVERHEAD_BYTES;
+      if (bytes > LOG_CATCH_UP_BYTES_MAX) break;
+      seq--;
+    }
+    return seq === checkpoint.seq ? checkpoint : c.replica.lsnAt(seq);
   }
 
   private collectGarbage(): void {
@@ -826,20 +871,45 @@ export class SkvNode {
     return { ok: true };
   }
 
-  private async sendSnapshot(rangeId: RangeId, to: NodeId, epoch: number): Promise<void> {
+  /**
+   * Ships the range's applied state to `to`. One transfer per range and follower at a time: the
+   * core asks again while one is in flight (its retry tick), and each extra transfer would export
+   * and send the whole range once more. A request in a newer epoch cancels an older transfer
+   * (the follower refuses its chunks anyway) and starts after it.
+   */
+  private sendSnapshot(rangeId: RangeId, to: NodeId, epoch: number): Promise<void> {
+    const key = `${rangeId}/${to}`;
+    const running = this.snapshotSends.get(key);
+    if (running !== undefined && running.epoch === epoch) return running.done;
+    if (running !== undefined) running.cancelled = true;
+    const send: SnapshotSend = { epoch, cancelled: false, done: Promise.resolve() };
+    send.done = (running?.done.catch(() => {}) ?? Promise.resolve())
+      .then(() => this.transferSnapshot(rangeId, to, send))
+      .finally(() => {
+        if (this.snapshotSends.get(key) === send) this.snapshotSends.delete(key);
+      });
+    this.snapshotSends.set(key, send);
+    return send.done;
+  }
+
+  private async transferSnapshot(rangeId: RangeId, to: NodeId, send: SnapshotSend): Promise<void> {
+    if (send.cancelled || this.stopped) return;
     const snap = await this.storage.exportSnapshot(rangeId);
     const transferId = this.nextTransferId++;
     let index = 0;
     const lsn = { epoch: snap.lsn.epoch, seq: BigInt(snap.lsn.seq) };
     try {
       let pending: SnapshotCell[] | null = null;
-      const emit = (cells: SnapshotCell[], last: boolean) => {
-        this.link(to)?.send({
+      // Chunk by chunk, each after the one before has left the bulk stream's buffer.
+      const emit = async (cells: SnapshotCell[], last: boolean) => {
+        const link = this.link(to);
+        if (link === null) throw new SkvError('unavailable', `no address for ${to}`);
+        await link.sendBulk({
           rangeId,
           body: {
             $case: 'snapshotChunk',
             value: {
-              epoch,
+              epoch: send.epoch,
               lsn,
               checksum: snap.checksum,
               transferId,
@@ -850,11 +920,21 @@ export class SkvNode {
           },
         });
       };
+      let cells = 0;
       for await (const chunk of snap.chunks()) {
-        if (pending !== null) emit(pending, false);
+        if (send.cancelled || this.stopped) return;
+        if (pending !== null) await emit(pending, false);
         pending = chunk;
+        cells += chunk.length;
       }
-      emit(pending ?? [], true);
+      await emit(pending ?? [], true);
+      this.say('info', 'snapshot sent', {
+        range: rangeId,
+        to,
+        lsn: formatLsn(snap.lsn),
+        cells,
+        chunks: index,
+      });
     } finally {
       await snap.close();
     }
