@@ -17,6 +17,7 @@ import {
   PEER_RECONNECT_BACKOFF_MS_MIN,
   PeerLink,
   type PeerLinkBroken,
+  PeerLinkClosedError,
   PeerService,
   type PeerVerdict,
   peerServiceImplementation,
@@ -132,6 +133,94 @@ describe('peer port', () => {
     } finally {
       link.close();
     }
+  });
+});
+
+describe('peer port: bulk messages', () => {
+  let server: Server;
+  let address: string;
+  const chunks: number[] = [];
+  const protocol: number[] = [];
+
+  beforeAll(async () => {
+    server = new Server();
+    server.addService(
+      PeerService,
+      peerServiceImplementation(
+        (b): PeerVerdict => {
+          if (b.from === 'stranger') return { ok: false, reason: 'stranger is not a member' };
+          for (const m of b.messages) {
+            if (m.body?.$case === 'snapshotChunk') chunks.push(m.body.value.index);
+            else protocol.push(m.rangeId);
+          }
+          return { ok: true };
+        },
+        { requireCertificate: false },
+      ),
+    );
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) =>
+        e ? reject(e) : resolve(p),
+      ),
+    );
+    address = `127.0.0.1:${port}`;
+  });
+  afterAll(() => server.forceShutdown());
+
+  const chunk = (index: number, bytes: number) => ({
+    rangeId: 1,
+    body: {
+      $case: 'snapshotChunk' as const,
+      value: {
+        epoch: 1,
+        lsn: { epoch: 1, seq: 10n },
+        checksum: 0n,
+        transferId: 1n,
+        index,
+        last: false,
+        cells: Buffer.alloc(bytes),
+      },
+    },
+  });
+
+  it('sends a transfer in order on a stream of its own, each message once the stream has room; protocol messages go on meanwhile', async () => {
+    const link = new PeerLink(address, 'node', 'c');
+    try {
+      let stream: number | undefined;
+      const first = link.sendBulk(chunk(0, 1024 * 1024));
+      link.send({ rangeId: 7 });
+      stream = await first;
+      // 48 MiB in 1 MiB chunks: written one at a time as the stream drains, not all at once.
+      for (let i = 1; i < 48; i++) {
+        expect(await link.sendBulk(chunk(i, 1024 * 1024), stream)).toBe(stream);
+        if (i === 8) link.send({ rangeId: 8 });
+      }
+      // The sender never ran far ahead of the receiver (without the waits, all 48 MiB would be
+      // queued in the sender's memory before the receiver had seen most of them).
+      expect(chunks.length).toBeGreaterThanOrEqual(32);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(chunks).toEqual(Array.from({ length: 48 }, (_, i) => i));
+      expect(protocol).toEqual([7, 8]);
+    } finally {
+      link.close();
+    }
+  });
+
+  it('refuses the next chunk of a transfer whose stream broke (the receiver would drop it)', async () => {
+    const link = new PeerLink(address, 'stranger', 'c');
+    try {
+      const stream = await link.sendBulk(chunk(0, 100));
+      // The server refuses the sender and ends the stream.
+      await new Promise((r) => setTimeout(r, 300));
+      await expect(link.sendBulk(chunk(1, 100), stream)).rejects.toBeInstanceOf(
+        PeerLinkClosedError,
+      );
+      // A new transfer opens a new stream.
+      expect(await link.sendBulk(chunk(0, 100))).toBe(stream + 1);
+    } finally {
+      link.close();
+    }
+    await expect(link.sendBulk(chunk(0, 100))).rejects.toBeInstanceOf(PeerLinkClosedError);
   });
 });
 

@@ -82,6 +82,8 @@ export class PeerLink {
   private readonly client: PeerClient;
   private stream: ClientWritableStream<PeerBatch> | null = null;
   private bulk: ClientWritableStream<PeerBatch> | null = null;
+  /** Bulk streams opened so far (the current one's number). */
+  private bulkNumber = 0;
   /** Settled when the bulk stream has room again or broke (true) — see `sendBulk`. */
   private bulkWaiters: Array<(broken: boolean) => void> = [];
   private queue: PeerMessage[] = [];
@@ -128,13 +130,18 @@ export class PeerLink {
 
   /**
    * Sends one bulk message (a snapshot chunk) on the bulk stream, after the ones before it have
-   * left the stream's buffer. Rejects when the link is closed or the stream breaks (what was in
-   * flight is lost: the caller starts its transfer over).
+   * left the stream's buffer, and resolves with the stream's number. A transfer passes the
+   * number its first message got with each later one: if that stream broke meanwhile (what was
+   * in flight on it is lost), or the link closed, this rejects and the caller starts over.
    */
-  async sendBulk(m: PeerMessage): Promise<void> {
+  async sendBulk(m: PeerMessage, streamNumber?: number): Promise<number> {
     if (this.closed) throw new PeerLinkClosedError(this.address);
+    if (streamNumber !== undefined && (this.bulk === null || streamNumber !== this.bulkNumber)) {
+      throw new PeerLinkClosedError(this.address);
+    }
     let stream = this.bulk;
     if (stream === null) {
+      this.bulkNumber++;
       const s = this.client.exchange(
         this.metadata?.clone() ?? new Metadata(),
         (_err: unknown, _res?: ExchangeSummary) => this.bulkBroken(s),
@@ -146,9 +153,11 @@ export class PeerLink {
       this.bulk = s;
       stream = s;
     }
-    if (stream.write({ from: this.self, cluster: this.cluster, messages: [m] })) return;
+    const number = this.bulkNumber;
+    if (stream.write({ from: this.self, cluster: this.cluster, messages: [m] })) return number;
     const broken = await new Promise<boolean>((resolve) => this.bulkWaiters.push(resolve));
     if (broken) throw new PeerLinkClosedError(this.address);
+    return number;
   }
 
   close(): void {

@@ -45,7 +45,7 @@ import type {
   WriteOptions,
 } from '../rpc/backend.js';
 import { NotLeaderError } from '../rpc/backend.js';
-import type { PeerBatch } from '../rpc/generated/skv/peer/v1/peer.js';
+import type { PeerBatch, PeerMessage } from '../rpc/generated/skv/peer/v1/peer.js';
 import { Consistency } from '../rpc/generated/skv/v1/kv.js';
 import { KvGrpcServer } from '../rpc/kv-server.js';
 import type { NodeTransport, SessionOp } from '../rpc/node-transport.js';
@@ -900,11 +900,13 @@ export class SkvNode {
     const lsn = { epoch: snap.lsn.epoch, seq: BigInt(snap.lsn.seq) };
     try {
       let pending: SnapshotCell[] | null = null;
-      // Chunk by chunk, each after the one before has left the bulk stream's buffer.
+      // Chunk by chunk, each after the one before has left the bulk stream's buffer, all on one
+      // stream (the follower drops a transfer that skips a chunk).
+      let stream: number | undefined;
       const emit = async (cells: SnapshotCell[], last: boolean) => {
         const link = this.link(to);
         if (link === null) throw new SkvError('unavailable', `no address for ${to}`);
-        await link.sendBulk({
+        const message: PeerMessage = {
           rangeId,
           body: {
             $case: 'snapshotChunk',
@@ -918,7 +920,8 @@ export class SkvNode {
               cells: encodeSnapshotChunk(cells),
             },
           },
-        });
+        };
+        stream = await link.sendBulk(message, stream);
       };
       let cells = 0;
       for await (const chunk of snap.chunks()) {
