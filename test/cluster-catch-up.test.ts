@@ -57,11 +57,9 @@ describe('skv cluster: a follower that falls behind catches up', () => {
   function nodeStatus(address: string): Promise<NodeStatusResponse> {
     const c = new KVClient(address, credentials.createInsecure());
     return new Promise<NodeStatusResponse>((resolve, reject) =>
-      c.nodeStatus({}, new Metadata(), { deadline: Date.now() + 2_000 }, (err, res) => {
-        c.close();
-        if (err) reject(err as ServiceError);
-        else resolve(res);
-      }),
+      c.nodeStatus({}, new Metadata(), { deadline: Date.now() + 2_000 }, (err, res) =>
+        err ? reject(err as ServiceError) : resolve(res),
+      ),
     ).finally(() => c.close());
   }
 

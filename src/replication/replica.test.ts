@@ -610,6 +610,19 @@ describe('peer input no correct peer sends is dropped, never fatal (fuzzing foun
   });
 });
 
+/**
+ * `a` with 1,000 committed entries of epoch 1, replayed, its log compacted to 900, elected
+ * leader of epoch 2 (b's candidacy holds all 1,000).
+ */
+function compactedLeader(): Replica {
+  const log = Array.from({ length: 1000 }, (_, i) => entry(1, i + 1));
+  const l = replica('a', log, { commitSeq: 1000 });
+  for (let i = 0; i < 10 && l.status().appliedSeq < 1000; i++) step(l); // local replay
+  step(l, { type: 'log-compacted', lsn: lsn(1, 900) });
+  elect(l, 1, [cand('b', 101, lsn(1, 1000))]);
+  return l;
+}
+
 describe('takeover of a long log (found by a 10-million-record load)', () => {
   it('a new leader proposes its barrier at once even when its commit point is past the in-flight bound', () => {
     const log = Array.from({ length: 1000 }, (_, i) => entry(1, i + 1));
@@ -628,11 +641,7 @@ describe('takeover of a long log (found by a 10-million-record load)', () => {
   });
 
   it('a retransmit with no match known probes from the commit point, not from seq 1 (no snapshot)', () => {
-    const log = Array.from({ length: 1000 }, (_, i) => entry(1, i + 1));
-    const l = replica('a', log, { commitSeq: 1000 });
-    for (let i = 0; i < 10 && l.status().appliedSeq < 1000; i++) step(l); // local replay
-    step(l, { type: 'log-compacted', lsn: lsn(1, 900) });
-    elect(l, 1, [cand('b', 101, lsn(1, 1000))]);
+    const l = compactedLeader();
     let snapshots = 0;
     let proposes = 0;
     for (let t = 0; t < 20; t++) {
@@ -660,11 +669,7 @@ describe('catch-up by snapshot (found by a 10-million-record load)', () => {
   });
 
   it('a follower waiting for a snapshot gets one transfer and no proposes until it acks it; nacks of older proposes do not start another', () => {
-    const log = Array.from({ length: 1000 }, (_, i) => entry(1, i + 1));
-    const l = replica('a', log, { commitSeq: 1000 });
-    for (let i = 0; i < 10 && l.status().appliedSeq < 1000; i++) step(l); // local replay
-    step(l, { type: 'log-compacted', lsn: lsn(1, 900) });
-    elect(l, 1, [cand('b', 101, lsn(1, 1000))]);
+    const l = compactedLeader();
     // The new epoch's barrier is durable here and at b: the leader serves writes.
     step(
       l,

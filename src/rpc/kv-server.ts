@@ -37,7 +37,7 @@ import {
   SESSION_FRAME_REQUESTS_MAX,
 } from '../core/limits.js';
 import type { ApplyResult, RowMutation } from '../core/mutation.js';
-import { type CallContext, type KvBackend, NotLeaderError } from './backend.js';
+import { type CallContext, type KvBackend, NotLeaderError, type WriteOptions } from './backend.js';
 import {
   type BatchGetRequest,
   type BatchGetResponse,
@@ -96,6 +96,9 @@ function mismatch(result: ApplyResult & { ok: false }): SkvError {
     `version mismatch: the column's version is ${result.actualVersion}`,
   );
 }
+
+/** A put's answer has no previous version: the store need not read the old cell for it. */
+const PUT_WRITE: WriteOptions = { previousVersions: false };
 
 function putResponse(result: ApplyResult): PutResponse {
   if (!result.ok) throw mismatch(result);
@@ -308,7 +311,9 @@ export class KvEdge {
     this.unary(call, cb, (req, ctx) => this.doGet(req, ctx));
 
   put = (call: ServerUnaryCall<Decoded<PutRequest>, PutResponse>, cb: sendUnaryData<PutResponse>) =>
-    this.unary(call, cb, (req, ctx) => this.doWrite(putToMutation(req), ctx, putResponse));
+    this.unary(call, cb, (req, ctx) =>
+      this.doWrite(putToMutation(req), ctx, putResponse, PUT_WRITE),
+    );
 
   delete = (
     call: ServerUnaryCall<Decoded<DeleteRequest>, DeleteResponse>,
@@ -354,7 +359,7 @@ export class KvEdge {
       // Validate everything first: a bad item fails the whole batch before anything is written.
       const mutations = req.puts.map(putToMutation);
       const settled = await Promise.allSettled(
-        mutations.map((m) => this.doWrite(m, ctx, putResponse)),
+        mutations.map((m) => this.doWrite(m, ctx, putResponse, PUT_WRITE)),
       );
       return {
         results: settled.map((s) => (s.status === 'fulfilled' ? s.value : { version: 0n })),
@@ -571,7 +576,7 @@ export class KvEdge {
           id: req.id,
           result: {
             $case: 'put',
-            value: await this.doWrite(putToMutation(op.value), ctx, putResponse),
+            value: await this.doWrite(putToMutation(op.value), ctx, putResponse, PUT_WRITE),
           },
         };
       case 'delete':
@@ -612,10 +617,9 @@ export class KvEdge {
     mutation: RowMutation,
     ctx: CallContext,
     shape: (result: ApplyResult) => Res,
+    options: WriteOptions = {},
   ): Promise<Res> {
-    // A put's answer has no previous version: the store need not read the old cell for it.
-    const previousVersions = shape !== (putResponse as unknown);
-    return shape(await this.backend.write(mutation, ctx, { previousVersions }));
+    return shape(await this.backend.write(mutation, ctx, options));
   }
 }
 

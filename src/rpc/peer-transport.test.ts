@@ -32,6 +32,20 @@ const UNDECODABLE = Buffer.from([0x0f, 0xff, 0xff]);
 const batch = (from: string) =>
   Buffer.from(PeerBatch.encode({ from, cluster: 'c', messages: [] }).finish());
 
+/** A Peer service on a free 127.0.0.1 port. */
+async function startPeerServer(
+  ...args: Parameters<typeof peerServiceImplementation>
+): Promise<{ server: Server; address: string }> {
+  const server = new Server();
+  server.addService(PeerService, peerServiceImplementation(...args));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) =>
+      e ? reject(e) : resolve(p),
+    ),
+  );
+  return { server, address: `127.0.0.1:${port}` };
+}
+
 describe('peer port', () => {
   let server: Server;
   let raw: Client;
@@ -40,25 +54,15 @@ describe('peer port', () => {
   const refusals: string[] = [];
 
   beforeAll(async () => {
-    server = new Server();
-    server.addService(
-      PeerService,
-      peerServiceImplementation(
-        (b): PeerVerdict => {
-          seen.push(b.from);
-          if (b.from === 'boom') throw new Error('cannot read this batch');
-          if (b.from === 'stranger') return { ok: false, reason: 'stranger is not a member' };
-          return { ok: true };
-        },
-        { requireCertificate: false, onRefused: (r) => refusals.push(r.reason) },
-      ),
-    );
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) =>
-        e ? reject(e) : resolve(p),
-      ),
-    );
-    address = `127.0.0.1:${port}`;
+    ({ server, address } = await startPeerServer(
+      (b): PeerVerdict => {
+        seen.push(b.from);
+        if (b.from === 'boom') throw new Error('cannot read this batch');
+        if (b.from === 'stranger') return { ok: false, reason: 'stranger is not a member' };
+        return { ok: true };
+      },
+      { requireCertificate: false, onRefused: (r) => refusals.push(r.reason) },
+    ));
     raw = new Client(address, credentials.createInsecure());
   });
   afterAll(() => {
@@ -143,27 +147,17 @@ describe('peer port: bulk messages', () => {
   const protocol: number[] = [];
 
   beforeAll(async () => {
-    server = new Server();
-    server.addService(
-      PeerService,
-      peerServiceImplementation(
-        (b): PeerVerdict => {
-          if (b.from === 'stranger') return { ok: false, reason: 'stranger is not a member' };
-          for (const m of b.messages) {
-            if (m.body?.$case === 'snapshotChunk') chunks.push(m.body.value.index);
-            else protocol.push(m.rangeId);
-          }
-          return { ok: true };
-        },
-        { requireCertificate: false },
-      ),
-    );
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) =>
-        e ? reject(e) : resolve(p),
-      ),
-    );
-    address = `127.0.0.1:${port}`;
+    ({ server, address } = await startPeerServer(
+      (b): PeerVerdict => {
+        if (b.from === 'stranger') return { ok: false, reason: 'stranger is not a member' };
+        for (const m of b.messages) {
+          if (m.body?.$case === 'snapshotChunk') chunks.push(m.body.value.index);
+          else protocol.push(m.rangeId);
+        }
+        return { ok: true };
+      },
+      { requireCertificate: false },
+    ));
   });
   afterAll(() => server.forceShutdown());
 

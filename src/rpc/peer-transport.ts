@@ -142,11 +142,7 @@ export class PeerLink {
     let stream = this.bulk;
     if (stream === null) {
       this.bulkNumber++;
-      const s = this.client.exchange(
-        this.metadata?.clone() ?? new Metadata(),
-        (_err: unknown, _res?: ExchangeSummary) => this.bulkBroken(s),
-      );
-      s.on('error', () => this.bulkBroken(s));
+      const s = this.exchange(() => this.bulkBroken(s));
       s.on('drain', () => {
         if (this.bulk === s) this.wakeBulk(false);
       });
@@ -206,15 +202,20 @@ export class PeerLink {
     if (this.stream !== null) return this.stream;
     if (Date.now() < this.retryAt) return null;
     const openedAt = Date.now();
+    const stream = this.exchange((err) => this.broken(stream, openedAt, err));
+    this.stream = stream;
+    return stream;
+  }
+
+  /** Opens an Exchange stream; `ended` hears of its end (the callback and 'error' may both). */
+  private exchange(
+    ended: (err: { code?: number; details?: string } | null) => void,
+  ): ClientWritableStream<PeerBatch> {
     const stream = this.client.exchange(
       this.metadata?.clone() ?? new Metadata(),
-      (err: { code?: number; details?: string } | null, _res?: ExchangeSummary) =>
-        this.broken(stream, openedAt, err),
+      (err: { code?: number; details?: string } | null, _res?: ExchangeSummary) => ended(err),
     );
-    stream.on('error', (err: { code?: number; details?: string }) =>
-      this.broken(stream, openedAt, err),
-    );
-    this.stream = stream;
+    stream.on('error', (err: { code?: number; details?: string }) => ended(err));
     return stream;
   }
 

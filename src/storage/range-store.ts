@@ -847,21 +847,26 @@ export class RangeStore {
   async close(): Promise<void> {
     if (this.closed) return;
     await this.serialTail;
-    while (this.flushing !== null || this.unsubtracted.reading !== null) {
-      await (this.flushing ?? this.unsubtracted.reading);
-    }
+    await this.backgroundDone();
     this.closed = true;
   }
 
   // ---- plumbing -------------------------------------------------------------------------------
 
+  /**
+   * Waits until no flush runs and no background batch of reads is in flight (a batch reads the
+   * current generation's tables, which import and drop change).
+   */
+  private async backgroundDone(): Promise<void> {
+    while (this.flushing !== null || this.unsubtracted.reading !== null) {
+      await (this.flushing ?? this.unsubtracted.reading);
+    }
+  }
+
   private async exclusively<T>(fn: () => Promise<T>): Promise<T> {
     this.exclusive = true;
     try {
-      // A background batch reads the current generation's tables: let it end first.
-      while (this.flushing !== null || this.unsubtracted.reading !== null) {
-        await (this.flushing ?? this.unsubtracted.reading);
-      }
+      await this.backgroundDone();
       this.checkUsable();
       return await fn();
     } finally {
