@@ -75,6 +75,13 @@ describe('cell key encoding', () => {
       checksum: 2n ** 64n - 3n,
     };
     expect(decodeMeta(encodeMeta(m))).toEqual(m);
+    // A range that does not keep its checksum: tag 0x02, and no checksum comes back.
+    const none = { ...m, checksum: null };
+    expect(encodeMeta(none)[0]).toBe(0x02);
+    expect(decodeMeta(encodeMeta(none))).toEqual(none);
+    const bad = encodeMeta(m);
+    bad[0] = 0x03;
+    expect(() => decodeMeta(bad)).toThrow(/bad range meta/);
     const cells = [
       { key: Buffer.from([0]), column: Buffer.from('c'), value: Buffer.alloc(0), version: 1 },
       { key: Buffer.from('k'), column: Buffer.alloc(0), value: Buffer.from('v'), version: 2 ** 50 },

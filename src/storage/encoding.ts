@@ -195,26 +195,32 @@ export function decodeDataValue(v: Uint8Array): StoredValue {
 export interface RangeMeta {
   readonly generation: number;
   readonly checkpointLsn: Lsn;
-  readonly checksum: bigint;
+  /** The range checksum at the checkpoint; null: not kept (FORMAT.md "Checksum"). */
+  readonly checksum: bigint | null;
 }
+
+/** A meta record whose checksum field is not kept (written as 0). */
+const META_NO_CHECKSUM = 0x02;
 
 export function encodeMeta(m: RangeMeta): Buffer {
   const b = Buffer.allocUnsafe(1 + 4 + 4 + 8 + 8);
-  b[0] = FORMAT_V1;
+  b[0] = m.checksum === null ? META_NO_CHECKSUM : FORMAT_V1;
   b.writeUInt32BE(m.generation, 1);
   b.writeUInt32BE(m.checkpointLsn.epoch, 5);
   writeU64(b, m.checkpointLsn.seq, 9);
-  b.writeBigUInt64BE(m.checksum, 17);
+  b.writeBigUInt64BE(m.checksum ?? 0n, 17);
   return b;
 }
 
 export function decodeMeta(v: Uint8Array): RangeMeta {
   const b = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
-  if (b.length !== 25 || b[0] !== FORMAT_V1) throw new CorruptionError('bad range meta');
+  if (b.length !== 25 || (b[0] !== FORMAT_V1 && b[0] !== META_NO_CHECKSUM)) {
+    throw new CorruptionError('bad range meta');
+  }
   return {
     generation: b.readUInt32BE(1),
     checkpointLsn: { epoch: b.readUInt32BE(5), seq: readU64(b, 9) },
-    checksum: b.readBigUInt64BE(17),
+    checksum: b[0] === META_NO_CHECKSUM ? null : b.readBigUInt64BE(17),
   };
 }
 

@@ -188,10 +188,12 @@ describe('RangeStore against an in-memory model', () => {
       fc.asyncProperty(
         fc.array(opArb, { minLength: 1, maxLength: 60 }),
         fc.integer({ min: 1, max: 3 }),
-        async (ops, settleBatchKeys) => {
+        fc.constantFrom(1, 2, 4, 1024),
+        async (ops, settleBatchKeys, checksumUnreadKeysMax) => {
           const dir = await mkdtemp(join(tmpdir(), 'skv-model-'));
-          // Follower writes' unread cells are read in background batches of 1 to 3 keys.
-          const options = { memtableSizeBytesMax: 2048, settleBatchKeys };
+          // Follower writes' unread cells are read in batches of 1 to 3 keys, and past 1 to
+          // 1,024 of them the store stops keeping the checksum (digests then scan).
+          const options = { memtableSizeBytesMax: 2048, settleBatchKeys, checksumUnreadKeysMax };
           let node = await NodeStorage.open(dir, options);
           let r = node.range(1);
           const model = new Model();

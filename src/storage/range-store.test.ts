@@ -617,76 +617,92 @@ describe('RangeStore reads without a table snapshot', () => {
     await g.tables.close();
   });
 
-  it('unread cells are read in background batches; a flush that freezes them with a batch in flight waits for it, and its meta record is exact', async () => {
+  it('past checksumUnreadKeysMax unread cells the store stops reading them: digest and export sum a scan, meta records carry no checksum, an import keeps it again', async () => {
     const g = await gatedTables(await freshDir());
     const meta = { generation: 1, checkpointLsn: lsn(0, 0), checksum: 0n };
-    const store = new RangeStore(1 as RangeId, g.tables, meta, { settleBatchKeys: 2 });
-    // The reference store (it reads at every apply) has tables without a gate.
-    const refTables = await LevelTableStore.open(await freshDir());
-    const ref = new RangeStore(1 as RangeId, refTables, meta);
-    for (let i = 1; i <= 6; i++) {
-      await store.apply(lsn(1, i), put(`k${i}`, 'c', `v${i}`), { previousVersions: false });
-      await ref.apply(lsn(1, i), put(`k${i}`, 'c', `v${i}`));
-    }
-    await store.flush();
-    await ref.flush();
-    const blind = async (i: number, value: string) => {
-      await ref.apply(lsn(1, i), put(`k${i - 6}`, 'c', value));
-      await store.apply(lsn(1, i), put(`k${i - 6}`, 'c', value), { previousVersions: false });
+    const store = new RangeStore(1 as RangeId, g.tables, meta, { checksumUnreadKeysMax: 3 });
+    const ref = new RangeStore(2 as RangeId, g.tables, meta); // reads at every apply
+    let at = 0;
+    const both = async (m: RowMutation) => {
+      at++;
+      await store.apply(lsn(1, at), m, { previousVersions: false });
+      await ref.apply(lsn(1, at), m);
     };
-    g.hold();
-    // k1 and k2 fill a batch, whose reads wait at the gate; k3 waits for the next batch.
-    await blind(7, 'w1');
-    await blind(8, 'w2');
-    await blind(9, 'w3');
-    expect(g.waiting()).toBe(2);
-    const flushed = store.flush(); // freezes k1..k3 while their first batch is in flight
-    await blind(10, 'w4'); // into the next memtable, read by a batch of its own later
-    await new Promise((r) => setTimeout(r, 20));
-    g.release();
-    expect(await flushed).toEqual(lsn(1, 9));
-    await blind(11, 'w5');
-    await blind(12, 'w6'); // k4..k6: batches after the release
-    const reopened = new RangeStore(3 as RangeId, g.tables, {
-      generation: 1,
-      checkpointLsn: lsn(1, 9),
-      checksum: decodeMeta((await g.tables.get(metaKey(1 as RangeId)))!).checksum,
-    });
-    const atCheckpoint = new RangeStore(2 as RangeId, refTables, meta);
-    for (let i = 1; i <= 9; i++) {
-      await atCheckpoint.apply(
-        lsn(1, i),
-        put(`k${i > 6 ? i - 6 : i}`, 'c', i > 6 ? `w${i - 6}` : `v${i}`),
-      );
+    const metaOf = async (id: number) => decodeMeta((await g.tables.get(metaKey(id as RangeId)))!);
+    // Writes that read (a leader's conditional ones, say) keep it with no unread cell.
+    for (let i = 1; i <= 10; i++) {
+      at++;
+      await store.apply(lsn(1, at), put(`k${i}`, 'c', `v${i}`));
+      await ref.apply(lsn(1, at), put(`k${i}`, 'c', `v${i}`));
     }
-    expect(await reopened.digest()).toEqual(await atCheckpoint.digest());
-    expect(await store.digest()).toEqual(await ref.digest());
     await store.flush();
     await ref.flush();
+    expect((await metaOf(1)).checksum).toBe((await ref.digest()).checksum);
+    // Three unread table cells are still read (at the digest)...
+    for (let i = 1; i <= 3; i++) await both(put(`k${i}`, 'c', `w${i}`));
+    g.hold();
+    const settling = store.digest();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(g.waiting()).toBe(3);
+    g.release();
+    expect(await settling).toEqual(await ref.digest());
+    // ...the fourth gives the checksum up: no table read at all, and the digest scans.
+    for (let i = 4; i <= 7; i++) await both(put(`k${i}`, 'c', `w${i}`));
+    await both(put('k11', 'c', 'new'));
+    await both(row('k1', { column: b('c'), value: null }, { column: b('d'), value: b('d1') }));
+    g.hold();
+    const scanned = store.digest();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(g.waiting()).toBe(0);
+    g.release();
+    const expected = await ref.digest();
+    expect(await scanned).toEqual(expected);
+    // A flush writes a meta record without a checksum; a store opened from it scans too.
+    await store.flush();
+    await ref.flush();
+    expect((await metaOf(1)).checksum).toBeNull();
+    expect((await metaOf(2)).checksum).toBe(expected.checksum);
+    const reopened = new RangeStore(1 as RangeId, g.tables, await metaOf(1));
+    expect(await reopened.digest()).toEqual(expected);
+    await both(put('k5', 'c', 'x5'));
     expect(await store.digest()).toEqual(await ref.digest());
-    await store.close();
-    await ref.close();
+    // An export carries the scanned checksum, which the import checks and keeps.
+    const snap = await store.exportSnapshot();
+    expect(snap.checksum).toBe((await ref.digest()).checksum);
+    const target = new RangeStore(3 as RangeId, g.tables, meta, { checksumUnreadKeysMax: 3 });
+    await target.importSnapshot(snap.chunks(), snap.lsn, snap.checksum);
+    await target.apply(lsn(1, at + 1), put('k6', 'c', 'y6'), { previousVersions: false });
+    await ref.apply(lsn(1, at + 1), put('k6', 'c', 'y6'));
+    await target.flush();
+    expect((await metaOf(3)).checksum).toBe((await ref.digest()).checksum);
+    const corrupt = await store.exportSnapshot();
+    const other = new RangeStore(4 as RangeId, g.tables, meta);
+    await expect(
+      other.importSnapshot(corrupt.chunks(), corrupt.lsn, corrupt.checksum ^ 1n),
+    ).rejects.toThrow(/checksum/);
+    for (const st of [store, ref, reopened, target, other]) await st.close();
     await g.tables.close();
-    await refTables.close();
   });
 
-  it('close waits for a background batch of reads (the tables may close right after)', async () => {
+  it("close waits for a flush's reads of unread cells (the tables may close right after)", async () => {
     const g = await gatedTables(await freshDir());
     const fatal: Error[] = [];
     const store = new RangeStore(
       1 as RangeId,
       g.tables,
       { generation: 1, checkpointLsn: lsn(0, 0), checksum: 0n },
-      { settleBatchKeys: 2, onFatal: (_r, e) => fatal.push(e) },
+      { onFatal: (_r, e) => fatal.push(e) },
     );
     for (let i = 1; i <= 2; i++) await store.apply(lsn(1, i), put(`k${i}`, 'c', 'v'));
     await store.flush();
-    g.hold();
     for (let i = 3; i <= 4; i++) {
       await store.apply(lsn(1, i), put(`k${i - 2}`, 'c', 'w'), { previousVersions: false });
     }
-    const closed = store.close();
+    g.hold();
+    const flushed = store.flush();
     await new Promise((r) => setTimeout(r, 20));
+    expect(g.waiting()).toBe(2);
+    const closed = store.close();
     let done = false;
     void closed.then(() => {
       done = true;
@@ -695,6 +711,7 @@ describe('RangeStore reads without a table snapshot', () => {
     expect(done).toBe(false);
     g.release();
     await closed;
+    expect(await flushed).toEqual(lsn(1, 4));
     await g.tables.close();
     await new Promise((r) => setTimeout(r, 20));
     expect(fatal).toEqual([]);

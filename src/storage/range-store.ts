@@ -9,18 +9,21 @@
 //   lastAppliedLsn, checksum) changes synchronously after its last await, so a view captured at
 //   any instant is the state at exactly one LSN.
 // - A column's version is the seq of the record that last wrote it; absent = 0 (core/mutation.ts).
-// - checksum = sum over live cells of cellHash (FORMAT.md), kept incrementally. An apply that
-//   need not answer with previous versions (a follower's, a recovery's, a leader's put) and has
-//   no condition
-//   does not read the tables for a cell it finds in no memtable: the cell's key goes to
-//   `unsubtracted`, and the tables' cell (if any) is read later, in sorted batches: in the
-//   background once SETTLE_READS_MAX keys have gathered, and the rest by the flush of that
-//   memtable (before it writes) or by `digest`/`exportSnapshot`. A table cell under such a key
-//   cannot change before that flush writes (only the flush of a memtable holding the key does),
-//   so a read at any time before it sees the old cell. The hashes read are summed and
-//   subtracted from `checksumNow` all at once when the set is settled; until then
-//   `checksumNow` still counts those table cells. Only `digest`, `exportSnapshot` and the
-//   flush's meta record expose the checksum, and each settles the pending keys first.
+// - checksum = sum over live cells of cellHash (FORMAT.md), kept incrementally while it is cheap,
+//   and otherwise computed by a scan when asked for. An apply that need not answer with previous
+//   versions (a follower's, a recovery's, a leader's put) and has no condition does not read
+//   the tables for a cell it finds in no memtable: the cell's key goes to `unsubtracted`, and
+//   the tables' cell (if any) is read later, by the flush of that memtable (before it writes) or
+//   by `digest`/`exportSnapshot`. A table cell under such a key cannot change before that flush
+//   writes (only the flush of a memtable holding the key does), so a read at any time before it
+//   sees the old cell. The hashes read are summed and subtracted from `checksumNow` all at once
+//   when the set is settled; until then `checksumNow` still counts those table cells. Once more
+//   than CHECKSUM_UNREAD_KEYS_MAX keys wait, the store gives the incremental checksum up
+//   (`checksumNow` null) instead of reading a table cell for every write (one random read per
+//   write at 10 M rows cost a quarter of the write throughput, BENCHMARKS.md); `digest` and
+//   `exportSnapshot` then sum a scan of one read view, and flushes write meta records without a
+//   checksum. An import sets it again. Only `digest`, `exportSnapshot` and the flush's meta
+//   record expose the checksum, and each settles the pending keys first.
 // - Import, drop and the start of a flush never overlap: they run in the serial queue or
 //   synchronously, and import/drop wait for a running flush.
 //
@@ -77,6 +80,11 @@ const FLUSH_SLICE_CELLS = 4096;
  * settling. One batch is in flight per memtable at a time.
  */
 export const SETTLE_READS_MAX = 1024;
+/**
+ * Keys written without a table read that the store will still read to keep the checksum; past
+ * this many, the incremental checksum is given up (see the file comment).
+ */
+export const CHECKSUM_UNREAD_KEYS_MAX = 1024;
 /** Initial size of a flush's scratch buffers (they grow for a larger cell). */
 const FLUSH_SCRATCH_BYTES = 64 * 1024;
 
@@ -145,8 +153,10 @@ export interface SnapshotExportOptions {
 
 export interface RangeStoreOptions {
   readonly memtableSizeBytesMax?: number;
-  /** Unread keys per background batch of table reads (default SETTLE_READS_MAX; for tests). */
+  /** Unread keys per batch of table reads (default SETTLE_READS_MAX; for tests). */
   readonly settleBatchKeys?: number;
+  /** See CHECKSUM_UNREAD_KEYS_MAX (the default; for tests). */
+  readonly checksumUnreadKeysMax?: number;
   /** Called after each durable checkpoint, in LSN order: the log may GC behind `lsn`. */
   readonly onCheckpoint?: (rangeId: RangeId, lsn: Lsn) => void;
   /** Called once when a flush fails; the store is unusable afterwards (fail-stop). */
@@ -184,6 +194,13 @@ class Unread {
   reading: Promise<void> | null = null;
 }
 
+/** The checksum of the range's cells as `view` sees them (FORMAT.md "Checksum"). */
+async function scanChecksum(view: ReadView): Promise<bigint> {
+  let sum = 0n;
+  for await (const { cell } of viewCells(view, '', null)) sum = checksumAdd(sum, hashOf(cell));
+  return sum;
+}
+
 function hashOf(c: MemCell): bigint {
   assert(c.value !== null, 'hash of a live cell');
   return cellHash(c.key, c.column, c.value, c.version);
@@ -208,7 +225,8 @@ export class RangeStore {
    */
   private unsubtracted = new Unread();
   private lastApplied: Lsn;
-  private checksumNow: bigint;
+  /** The range checksum at `lastApplied` (less `unsubtracted`'s table cells); null: not kept. */
+  private checksumNow: bigint | null;
   private checkpoint: Lsn;
   /** Bumped whenever the tables' contents for this range change (flush done, import). */
   private tableEpoch = 0;
@@ -220,6 +238,7 @@ export class RangeStore {
   private closed = false;
   private readonly memtableSizeBytesMax: number;
   private readonly settleBatchKeys: number;
+  private readonly checksumUnreadKeysMax: number;
 
   constructor(
     readonly rangeId: RangeId,
@@ -235,6 +254,7 @@ export class RangeStore {
     assert(this.memtableSizeBytesMax > 0, 'memtable limit');
     this.settleBatchKeys = options.settleBatchKeys ?? SETTLE_READS_MAX;
     assert(this.settleBatchKeys > 0, 'settle batch');
+    this.checksumUnreadKeysMax = options.checksumUnreadKeysMax ?? CHECKSUM_UNREAD_KEYS_MAX;
   }
 
   get lastAppliedLsn(): Lsn {
@@ -255,12 +275,21 @@ export class RangeStore {
     return this.flushing !== null;
   }
 
-  /** The applied point and the checksum at it (settles cells written without a table read). */
-  digest(): Promise<Digest> {
-    return this.serial(async () => {
+  /**
+   * The applied point and the checksum at it: settles cells written without a table read, or,
+   * when the store does not keep the checksum, sums a scan of the range (as long as the range
+   * is large; applies go on meanwhile).
+   */
+  async digest(): Promise<Digest> {
+    const view = await this.serial(async () => {
       await this.settleChecksum();
-      return { lsn: this.lastApplied, checksum: this.checksumNow };
+      return this.captureView();
     });
+    try {
+      return { lsn: view.lsn, checksum: view.checksum ?? (await scanChecksum(view)) };
+    } finally {
+      await view.snapshot.close();
+    }
   }
 
   /**
@@ -272,10 +301,11 @@ export class RangeStore {
     for (;;) {
       while (this.flushing !== null) await this.flushing;
       this.checkUsable();
+      if (this.checksumNow === null) return;
       const unread = this.unsubtracted;
       const sub = await this.readUnread(unread, this.generation);
       this.checkUsable();
-      if (this.unsubtracted !== unread) continue;
+      if (this.unsubtracted !== unread || this.checksumNow === null) continue;
       this.checksumNow = checksumSub(this.checksumNow, sub);
       this.unsubtracted = new Unread();
       return;
@@ -495,10 +525,11 @@ export class RangeStore {
     // overtaken: applies are serialised and a flush only writes cells that a memtable shadows.
     // A blind apply reads memtables only, without an await; a cell in neither joins
     // `unsubtracted` (its table cell, if any, is subtracted later).
+    const keeping = this.checksumNow !== null;
     const olds = blind
       ? keys.map((k) => {
           const mem = this.memCell(k);
-          if (mem === undefined) this.unsubtracted.keys.add(k);
+          if (mem === undefined && keeping) this.unsubtracted.keys.add(k);
           return mem?.value === null ? undefined : mem;
         })
       : await Promise.all(keys.map((k) => this.readLatest(k, prefetched)));
@@ -521,7 +552,7 @@ export class RangeStore {
     const previousVersions: number[] = [];
     const versions: number[] = [];
     const current = new Map<string, MemCell | undefined>();
-    let sum = this.checksumNow;
+    let sum = this.checksumNow ?? 0n;
     const rowKey = Buffer.from(m.key);
     for (let i = 0; i < m.writes.length; i++) {
       const w = m.writes[i]!;
@@ -529,24 +560,27 @@ export class RangeStore {
       if (!current.has(k)) current.set(k, olds[i]);
       previousVersions.push(olds[i]?.version ?? 0);
       const before = current.get(k);
-      if (before !== undefined) sum = checksumSub(sum, hashOf(before));
+      if (before !== undefined && keeping) sum = checksumSub(sum, hashOf(before));
       const cell: MemCell = {
         key: rowKey,
         column: Buffer.from(w.column),
         value: w.value === null ? null : Buffer.from(w.value),
         version: lsn.seq,
       };
-      if (cell.value !== null) sum = checksumAdd(sum, hashOf(cell));
+      if (cell.value !== null && keeping) sum = checksumAdd(sum, hashOf(cell));
       current.set(k, cell.value === null ? undefined : cell);
       this.active.put(k, cell);
       versions.push(cell.value === null ? 0 : lsn.seq);
     }
-    this.checksumNow = sum;
+    if (keeping) this.checksumNow = sum;
     this.lastApplied = lsn;
-    if (this.flushDue()) this.startFlush();
-    else if (this.unsubtracted.keys.size >= this.settleBatchKeys) {
-      this.startUnreadBatch(this.unsubtracted, this.generation);
+    if (this.unsubtracted.keys.size > this.checksumUnreadKeysMax) {
+      // Reading a table cell for each of these (and every later such write) would cost a random
+      // read per write; a digest sums a scan instead.
+      this.checksumNow = null;
+      this.unsubtracted = new Unread();
     }
+    if (this.flushDue()) this.startFlush();
     return { ok: true, previousVersions, versions };
   }
 
@@ -628,7 +662,7 @@ export class RangeStore {
         this.writeFrozen(frozen, {
           generation,
           checkpointLsn: lsn,
-          checksum: checksumSub(checksum, sub),
+          checksum: checksum === null ? null : checksumSub(checksum, sub),
         }),
       )
       .then(() => {
@@ -651,7 +685,7 @@ export class RangeStore {
    */
   private async settleFrozen(unread: Unread, generation: number): Promise<bigint> {
     const sub = await this.readUnread(unread, generation);
-    this.checksumNow = checksumSub(this.checksumNow, sub);
+    if (this.checksumNow !== null) this.checksumNow = checksumSub(this.checksumNow, sub);
     return sub;
   }
 
@@ -697,16 +731,28 @@ export class RangeStore {
   // ---- snapshots ------------------------------------------------------------------------------
 
   /** The range's cells at one LSN, in bounded chunks (DESIGN.md §5 rule 5). */
-  exportSnapshot(options: SnapshotExportOptions = {}): Promise<RangeSnapshot> {
+  async exportSnapshot(options: SnapshotExportOptions = {}): Promise<RangeSnapshot> {
     // The view is captured in the serial queue right after settling, so its checksum is exact.
-    return this.serial(async () => {
+    const view = await this.serial(async () => {
       await this.settleChecksum();
-      return this.exportView(options);
+      return this.captureView();
     });
+    let checksum: bigint;
+    try {
+      // Not kept: one more pass over the same view (a transfer is rare; a write is not).
+      checksum = view.checksum ?? (await scanChecksum(view));
+    } catch (e) {
+      await view.snapshot.close();
+      throw e;
+    }
+    return this.exportView(view, checksum, options);
   }
 
-  private exportView(options: SnapshotExportOptions): RangeSnapshot {
-    this.checkUsable();
+  private exportView(
+    view: ReadView,
+    checksum: bigint,
+    options: SnapshotExportOptions,
+  ): RangeSnapshot {
     const cellsMax = Math.min(
       options.chunkCellsMax ?? SNAPSHOT_CHUNK_CELLS_MAX,
       SNAPSHOT_CHUNK_CELLS_MAX,
@@ -716,7 +762,6 @@ export class RangeStore {
       SNAPSHOT_CHUNK_BYTES_MAX,
     );
     assert(cellsMax > 0 && bytesMax > 0, 'snapshot chunk bounds');
-    const view = this.captureView();
     let closed = false;
     const close = async () => {
       if (closed) return;
@@ -743,7 +788,7 @@ export class RangeStore {
         await close();
       }
     }
-    return { rangeId: this.rangeId, lsn: view.lsn, checksum: view.checksum, chunks, close };
+    return { rangeId: this.rangeId, lsn: view.lsn, checksum, chunks, close };
   }
 
   /**

@@ -15,7 +15,8 @@ import type { TableSnapshot, TableStore } from './table-store.js';
 
 export interface ReadView {
   readonly lsn: Lsn;
-  readonly checksum: bigint;
+  /** The range checksum at `lsn`; null when the store does not keep it (see RangeStore). */
+  readonly checksum: bigint | null;
   readonly prefix: Buffer;
   /** Exclusive end of the generation's data keys. */
   readonly prefixEnd: Buffer;
