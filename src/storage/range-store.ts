@@ -76,8 +76,8 @@ interface Prefetch {
 /** Cells encoded for a flush between two turns of the event loop. */
 const FLUSH_SLICE_CELLS = 4096;
 /**
- * Unread keys (see `unsubtracted`) read in one background batch, and the batch size when
- * settling. One batch is in flight per memtable at a time.
+ * Unread keys (see `unsubtracted`) read in one batch when settling; one batch is in flight per
+ * memtable at a time.
  */
 export const SETTLE_READS_MAX = 1024;
 /**
@@ -281,14 +281,25 @@ export class RangeStore {
    * is large; applies go on meanwhile).
    */
   async digest(): Promise<Digest> {
+    const { view, checksum } = await this.settledView();
+    await view.snapshot.close();
+    return { lsn: view.lsn, checksum };
+  }
+
+  /**
+   * A view captured in the serial queue right after settling, and its exact checksum: the kept
+   * one, or (not kept) the sum of a scan of the same view. The caller closes the view.
+   */
+  private async settledView(): Promise<{ view: ReadView; checksum: bigint }> {
     const view = await this.serial(async () => {
       await this.settleChecksum();
       return this.captureView();
     });
     try {
-      return { lsn: view.lsn, checksum: view.checksum ?? (await scanChecksum(view)) };
-    } finally {
+      return { view, checksum: view.checksum ?? (await scanChecksum(view)) };
+    } catch (e) {
       await view.snapshot.close();
+      throw e;
     }
   }
 
@@ -732,19 +743,8 @@ export class RangeStore {
 
   /** The range's cells at one LSN, in bounded chunks (DESIGN.md §5 rule 5). */
   async exportSnapshot(options: SnapshotExportOptions = {}): Promise<RangeSnapshot> {
-    // The view is captured in the serial queue right after settling, so its checksum is exact.
-    const view = await this.serial(async () => {
-      await this.settleChecksum();
-      return this.captureView();
-    });
-    let checksum: bigint;
-    try {
-      // Not kept: one more pass over the same view (a transfer is rare; a write is not).
-      checksum = view.checksum ?? (await scanChecksum(view));
-    } catch (e) {
-      await view.snapshot.close();
-      throw e;
-    }
+    // A checksum not kept costs one more pass over the view (a transfer is rare; a write is not).
+    const { view, checksum } = await this.settledView();
     return this.exportView(view, checksum, options);
   }
 
@@ -899,7 +899,7 @@ export class RangeStore {
   // ---- plumbing -------------------------------------------------------------------------------
 
   /**
-   * Waits until no flush runs and no background batch of reads is in flight (a batch reads the
+   * Waits until no flush runs and no batch of settling reads is in flight (a batch reads the
    * current generation's tables, which import and drop change).
    */
   private async backgroundDone(): Promise<void> {
