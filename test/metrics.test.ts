@@ -100,5 +100,35 @@ describe('metrics', () => {
       if (!agreed) await new Promise((r) => setTimeout(r, 100));
     }
     expect(agreed, last).toBe(true);
+
+    // Each range's leader names both of its followers in the per-follower lag, at 0 once all
+    // caught up, and no other replica reports any (polled: a leader hand-over may be under way).
+    const lagName = 'skv_cohort_follower_lag_by_follower_entries';
+    const lagsAgree = (now: string[], range: number): string | null => {
+      const r = { range: String(range) };
+      const leader = now.findIndex((t) => value(t, 'skv_cohort_role', { ...r, role: 'leader' }));
+      if (leader < 0) return `range ${range}: no leader`;
+      const lines = (t: string) =>
+        t.split('\n').filter((l) => l.startsWith(`${lagName}{`) && l.includes(`range="${range}"`));
+      const lags = lines(now[leader]!).map((l) => [
+        /follower="([^"]+)"/.exec(l)?.[1],
+        Number(l.slice(l.lastIndexOf(' ') + 1)),
+      ]);
+      const others = cluster.nodes.map((n) => n.id).filter((_, i) => i !== leader);
+      const expected = others.sort().map((id) => [id, 0]);
+      const stray = now.filter((t, i) => i !== leader && lines(t).length > 0).length;
+      const sorted = lags.sort((a, b) => String(a[0]).localeCompare(String(b[0])));
+      return JSON.stringify(sorted) === JSON.stringify(expected) && stray === 0
+        ? null
+        : `range ${range}: ${JSON.stringify({ lags: sorted, expected, stray })}`;
+    };
+    const lagDeadline = Date.now() + 5_000;
+    let lagProblem: string | null = 'not scraped';
+    while (lagProblem !== null && Date.now() < lagDeadline) {
+      const now = await Promise.all(cluster.nodes.map((n) => scrape(n.metricsAddress!)));
+      lagProblem = [0, 1, 2].map((range) => lagsAgree(now, range)).find((p) => p !== null) ?? null;
+      if (lagProblem !== null) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(lagProblem).toBeNull();
   });
 });

@@ -26,6 +26,8 @@ export interface NodeMetricsSource extends StatusSource {
     readonly storeAppliedSeq: number;
     readonly memtableBytes: number;
     readonly followerLag: number;
+    /** Leader only: per follower, the entries it lags behind (empty on other roles). */
+    readonly followerLags: ReadonlyMap<string, number>;
   }[];
   logMetrics(): {
     batches: number;
@@ -160,6 +162,19 @@ export class NodeMetrics implements RequestObserver {
       'Leader only: entries the furthest follower lags behind',
       (c) => c.followerLag,
     );
+    new Gauge({
+      name: 'skv_cohort_follower_lag_by_follower_entries',
+      help: 'Leader only: entries each follower lags behind, by follower node id',
+      labelNames: ['range', 'follower'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const c of self.source?.cohortMetrics() ?? []) {
+          for (const [follower, lag] of c.followerLags)
+            this.set({ range: String(c.rangeId), follower }, lag);
+        }
+      },
+    });
     const logGauge = (
       name: string,
       help: string,

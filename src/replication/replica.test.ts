@@ -403,6 +403,36 @@ describe('takeover (S§6.2 + barrier, DESIGN.md §5 rule 4)', () => {
     expect(l.status().serving).toBe(true);
   });
 
+  it('reports the lag of each follower by node id, and the maximum; nothing when not leading', () => {
+    const l = replica('a', [entry(1, 1), entry(1, 2)], { commitSeq: 1 });
+    expect(l.followerLags().size).toBe(0);
+    expect(l.followerLag()).toBe(0);
+    elect(l, 1, [cand('b', 101, lsn(1, 1))]);
+    step(l, { type: 'append-durable', lsn: lsn(2, 3) });
+    // Nothing acked yet: both followers lack the whole log (1.1, 1.2 and the barrier 2.3).
+    expect(new Map(l.followerLags())).toEqual(
+      new Map([
+        ['b', 3],
+        ['c', 3],
+      ]),
+    );
+    step(l, {
+      type: 'message',
+      message: { type: 'ack', from: 'b', to: 'a', epoch: 2, matchSeq: 3, voter: true },
+    });
+    step(l, {
+      type: 'message',
+      message: { type: 'ack', from: 'c', to: 'a', epoch: 2, matchSeq: 2, voter: true },
+    });
+    expect(new Map(l.followerLags())).toEqual(
+      new Map([
+        ['b', 0],
+        ['c', 1],
+      ]),
+    );
+    expect(l.followerLag()).toBe(1);
+  });
+
   it('does not count a non-voter ack toward commit (PML §5.1)', () => {
     const l = replica('a', [entry(1, 1)], { commitSeq: 1 });
     elect(l, 1, [cand('b', 101, lsn(1, 1))]);

@@ -322,11 +322,18 @@ export class Replica {
 
   /** Leader: how many entries the furthest follower lags behind the log's end (0 otherwise). */
   followerLag(): number {
-    if (this.role !== 'leader') return 0;
-    const last = this.lastLsn().seq;
     let lag = 0;
-    for (const p of this.progress.values()) lag = Math.max(lag, last - p.matchSeq);
+    for (const l of this.followerLags().values()) lag = Math.max(lag, l);
     return lag;
+  }
+
+  /** Leader only (empty otherwise): per follower, the entries of this log it has not matched. */
+  followerLags(): ReadonlyMap<NodeId, number> {
+    const lags = new Map<NodeId, number>();
+    if (this.role !== 'leader') return lags;
+    const last = this.lastLsn().seq;
+    for (const [peer, p] of this.progress) lags.set(peer, Math.max(0, last - p.matchSeq));
+    return lags;
   }
 
   lastLsn(): Lsn {

@@ -1167,6 +1167,7 @@ export class SkvNode {
             storeAppliedSeq: c.appliedUpTo,
             memtableBytes: c.store.memtableBytes,
             followerLag: c.replica.followerLag(),
+            followerLags: c.replica.followerLags(),
           };
         }),
       logMetrics: () => ({ ...this.log.stats }),
