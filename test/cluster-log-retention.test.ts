@@ -8,7 +8,8 @@
 // node flushes the idle ranges that hold the segment back (logged "flushing a range that holds
 // back the commit log"), one with a write and one with only its leader's barrier; the old
 // segment is deleted, the idle range's row is still there, and a restarted node has nothing of
-// either range to replay.
+// either range to replay. A range that saw a later election (a lost ZooKeeper session under load)
+// is excused one replayed barrier per such election, and the flush line on a node.
 
 import { afterEach, describe, expect, it } from 'vitest';
 import { type LogLine, TestCluster } from './support/cluster.js';
@@ -18,10 +19,12 @@ import { waitUntil } from './support/wait.js';
 const BUSY_WRITES = 80;
 const VALUE_BYTES = 1_000_000;
 
-async function segments(address: string): Promise<number> {
+const SEGMENT_BYTES = 64 * 1024 * 1024;
+
+async function logGauge(address: string, name: string): Promise<number> {
   const text = await (await fetch(`http://${address}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith('skv_log_segments{'));
-  if (line === undefined) throw new Error('no skv_log_segments sample');
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{`));
+  if (line === undefined) throw new Error(`no ${name} sample`);
   return Number(line.slice(line.lastIndexOf(' ') + 1));
 }
 
@@ -46,27 +49,70 @@ describe('skv cluster: commit-log retention', () => {
     const idle = map.ranges.find((r) => r.start.length === 0)!.rangeId;
     const empty = map.ranges.find((r) => r.start.toString() === 'm')!.rangeId;
     const kv = c.client({ timeoutMs: 20_000 });
-    await kv.put('a-idle', 'c', 'written once');
+    // Puts of a fixed value are idempotent: one whose outcome is unknown (its leader lost its
+    // ZooKeeper session under load) is simply sent again.
+    const put = async (key: string, value: string) => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await kv.put(key, 'c', value);
+        } catch (err) {
+          if (attempt === 3 || (err as { code?: string }).code !== 'deadline-exceeded') throw err;
+        }
+      }
+    };
+    await put('a-idle', 'written once');
     const big = 'x'.repeat(VALUE_BYTES);
-    for (let i = 0; i < BUSY_WRITES; i++) await kv.put(`z-busy-${i}`, 'c', big);
+    for (let i = 0; i < BUSY_WRITES; i++) await put(`z-busy-${i}`, big);
 
     // The log is collected every 5 s; the flush it asks for lands before the next collection.
+    // A node counts once it has appended more than a segment (a follower that fell behind under
+    // load has not yet) and is down to one; one caught up by a snapshot instead never rolls.
+    const caughtUpBySnapshot = new Set<string>();
     for (const n of c.nodes) {
       await waitUntil(
-        `${n.id} keeps only its active segment`,
+        `${n.id} filled a segment and keeps only its active one`,
         async () => {
-          return (await segments(n.metricsAddress!)) === 1;
+          if ((await c.logLines(n.id)).some((l) => l.msg === 'snapshot-install')) {
+            caughtUpBySnapshot.add(n.id);
+            return (await logGauge(n.metricsAddress!, 'skv_log_segments')) === 1;
+          }
+          return (
+            (await logGauge(n.metricsAddress!, 'skv_log_bytes_total')) > SEGMENT_BYTES &&
+            (await logGauge(n.metricsAddress!, 'skv_log_segments')) === 1
+          );
         },
-        30_000,
+        60_000,
       );
     }
+
+    // A later election (a leader that lost its ZooKeeper session under CI load) writes a new
+    // barrier into the active segment, which no flush needs to cover, and may have found a node
+    // with nothing of the range in the old segment. Only such a range (or a node caught up by
+    // snapshot) is excused a node's flush line, and it may replay one barrier per later election.
+    const lines = new Map<string, LogLine[]>();
+    for (const n of c.nodes) lines.set(n.id, await c.logLines(n.id));
+    const laterElections = new Map<number, number>();
+    for (const rangeId of [idle, empty]) {
+      const epochs = new Set<number>();
+      for (const l of [...lines.values()].flat()) {
+        if (l.msg === 'elected leader' && l.range === rangeId) epochs.add(Number(l.epoch));
+      }
+      expect(epochs.size).toBeGreaterThan(0);
+      laterElections.set(rangeId, epochs.size - 1);
+      if (epochs.size > 1) {
+        console.log(`[log-retention] range ${rangeId} elected in epochs`, [...epochs]);
+      }
+    }
     for (const n of c.nodes) {
-      const lines = await c.logLines(n.id);
-      const flushed = lines.filter(
-        (l: LogLine) => l.msg === 'flushing a range that holds back the commit log',
-      );
-      expect(flushed.map((l) => l.range)).toContain(idle);
-      expect(flushed.map((l) => l.range)).toContain(empty);
+      const flushed = lines
+        .get(n.id)!
+        .filter((l) => l.msg === 'flushing a range that holds back the commit log')
+        .map((l) => l.range);
+      for (const rangeId of [idle, empty]) {
+        if (laterElections.get(rangeId) === 0 && !caughtUpBySnapshot.has(n.id)) {
+          expect(flushed, `${n.id} flushed range ${rangeId}`).toContain(rangeId);
+        }
+      }
     }
     expect((await kv.get('a-idle', 'c')).value.toString()).toBe('written once');
 
@@ -83,7 +129,7 @@ describe('skv cluster: commit-log retention', () => {
         },
         30_000,
       );
-      expect(recovered.entries).toBe(0);
+      expect(recovered.entries).toBeLessThanOrEqual(laterElections.get(rangeId)!);
     }
   }, 180_000);
 
