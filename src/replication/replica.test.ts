@@ -741,3 +741,46 @@ describe('catch-up by snapshot (found by a 10-million-record load)', () => {
     expect(after.snapshotsToSend).toEqual([]);
   });
 });
+
+describe('propose size (found with 1 MiB values)', () => {
+  it('a catch-up splits proposes at messageBytesMax, a larger entry going alone, in order and without gaps', () => {
+    const MiB = 1024 * 1024;
+    const sizes = Array.from({ length: 20 }, (_, i) => (i + 1 === 10 ? 6 * MiB : MiB));
+    const log = sizes.map((n, i) => ({
+      lsn: lsn(1, i + 1),
+      kind: 'data' as const,
+      payload: new Uint8Array(n),
+    }));
+    const l = replica('a', log, { commitSeq: 20 });
+    step(l); // local replay
+    elect(l, 1, [cand('b', 101, lsn(1, 20))]);
+    // c has nothing: it nacks the barrier's probe, and the leader sends it the whole log.
+    const rd = step(l, {
+      type: 'message',
+      message: {
+        type: 'nack',
+        from: 'c',
+        to: 'a',
+        epoch: 2,
+        rejectedPrevSeq: 20,
+        lastSeq: 0,
+        commitSeq: 0,
+      },
+    });
+    const toC = msgs(rd, 'propose').filter((m) => m.to === 'c');
+    expect(toC.map((m) => m.entries.map((e) => e.lsn.seq))).toEqual([
+      [1, 2, 3, 4],
+      [5, 6, 7, 8],
+      [9],
+      [10],
+      [11, 12, 13, 14],
+      [15, 16, 17, 18],
+      [19, 20, 21],
+    ]);
+    for (const m of toC) {
+      const bytes = m.entries.reduce((n, e) => n + e.payload.length, 0);
+      if (m.entries.length > 1) expect(bytes).toBeLessThanOrEqual(4 * MiB);
+      expect(m.prevLsn.seq).toBe(m.entries[0]!.lsn.seq - 1);
+    }
+  });
+});

@@ -1065,7 +1065,15 @@ export class Replica {
     const inflightFloor = Math.max(p.matchSeq, p.probeFloor);
     while (p.nextSeq <= last && p.nextSeq - 1 - inflightFloor < inflightMax) {
       const from = p.nextSeq;
-      const to_ = Math.min(last, from + this.limits.entriesPerMessageMax - 1);
+      let to_ = Math.min(last, from + this.limits.entriesPerMessageMax - 1);
+      let bytes = this.log[from - this.base.seq - 1]!.payload.length;
+      for (let seq = from + 1; seq <= to_; seq++) {
+        bytes += this.log[seq - this.base.seq - 1]!.payload.length;
+        if (bytes > this.limits.messageBytesMax) {
+          to_ = seq - 1;
+          break;
+        }
+      }
       const entries = this.log.slice(from - this.base.seq - 1, to_ - this.base.seq);
       const prevLsn = this.lsnAt(from - 1);
       assert(prevLsn !== null, 'prev entry is in the log');

@@ -271,6 +271,12 @@ export interface UnsafeSwitches {
 export interface ReplicaLimits {
   /** Entries per propose message. */
   readonly entriesPerMessageMax: number;
+  /**
+   * Payload bytes per propose message: the entries after the first stop once they would pass it
+   * (a single entry may be larger). With 1 MiB values, 64 entries made a message over the
+   * transport's limit (GRPC_MESSAGE_BYTES_MAX), which broke the peer stream on every resend.
+   */
+  readonly messageBytesMax: number;
   /** Uncommitted entries at the leader (lastSeq - commitSeq); client writes beyond: overloaded. */
   readonly uncommittedEntriesMax: number;
   /** Strong reads waiting at the leader. */
@@ -327,6 +333,7 @@ export interface LeaderBalance {
 
 export const DEFAULT_LIMITS: ReplicaLimits = {
   entriesPerMessageMax: 64,
+  messageBytesMax: 4 * 1024 * 1024,
   uncommittedEntriesMax: 256,
   pendingReadsMax: 1024,
   applyBatchMax: 256,

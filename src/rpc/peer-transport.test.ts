@@ -11,6 +11,7 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GRPC_MESSAGE_BYTES_MAX } from '../core/limits.js';
 import { PeerBatch } from './generated/skv/peer/v1/peer.js';
 import {
   PEER_RECONNECT_BACKOFF_MS_MAX,
@@ -32,11 +33,11 @@ const UNDECODABLE = Buffer.from([0x0f, 0xff, 0xff]);
 const batch = (from: string) =>
   Buffer.from(PeerBatch.encode({ from, cluster: 'c', messages: [] }).finish());
 
-/** A Peer service on a free 127.0.0.1 port. */
+/** A Peer service on a free 127.0.0.1 port, with the node's message limit (kv-server.ts). */
 async function startPeerServer(
   ...args: Parameters<typeof peerServiceImplementation>
 ): Promise<{ server: Server; address: string }> {
-  const server = new Server();
+  const server = new Server({ 'grpc.max_receive_message_length': GRPC_MESSAGE_BYTES_MAX });
   server.addService(PeerService, peerServiceImplementation(...args));
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) =>
@@ -215,6 +216,57 @@ describe('peer port: bulk messages', () => {
       link.close();
     }
     await expect(link.sendBulk(chunk(0, 100))).rejects.toBeInstanceOf(PeerLinkClosedError);
+  });
+});
+
+describe('peer port: large proposes', () => {
+  it('splits what one tick queues into batches under the message limit, in order, on one stream', async () => {
+    const batches: number[][] = [];
+    const { server, address } = await startPeerServer(
+      (b): PeerVerdict => {
+        batches.push(b.messages.map((m) => m.rangeId));
+        return { ok: true };
+      },
+      { requireCertificate: false },
+    );
+    const broken: PeerLinkBroken[] = [];
+    const link = new PeerLink(address, 'node', 'c', {}, { onBroken: (e) => broken.push(e) });
+    const propose = (rangeId: number, mib: number) => ({
+      rangeId,
+      body: {
+        $case: 'propose' as const,
+        value: {
+          epoch: 1,
+          prevLsn: { epoch: 1, seq: 0n },
+          entries: [
+            { lsn: { epoch: 1, seq: 1n }, kind: 1, payload: Buffer.alloc(mib * 1024 * 1024) },
+          ],
+          commitSeq: 0n,
+          commitLsn: { epoch: 1, seq: 0n },
+          leaderLastSeq: 1n,
+        },
+      },
+    });
+    try {
+      // 6 x 4 MiB (24 MiB, over GRPC_MESSAGE_BYTES_MAX together), then small ones, one tick.
+      for (let i = 1; i <= 6; i++) link.send(propose(i, 4));
+      for (let i = 7; i <= 9; i++) link.send({ rangeId: i });
+      for (let i = 0; i < 100 && batches.flat().length < 9; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(broken).toEqual([]);
+      expect(batches.flat()).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      // Two 4 MiB proposes per batch at most (8 MiB of payload); the small ones join the last.
+      expect(batches).toEqual([
+        [1, 2],
+        [3, 4],
+        [5, 6, 7, 8, 9],
+      ]);
+      expect(link.stats.reconnects).toBe(0);
+    } finally {
+      link.close();
+      server.forceShutdown();
+    }
   });
 });
 

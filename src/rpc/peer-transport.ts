@@ -47,6 +47,12 @@ export const PEER_QUEUE_MESSAGES_MAX = 65_536;
 /** Messages per batch at most. */
 export const PEER_BATCH_MESSAGES_MAX = 1024;
 /**
+ * Entry payload bytes per batch at most (a single message may carry more): a batch stays well
+ * under GRPC_MESSAGE_BYTES_MAX, which would end the stream. Proposes are split at the replica's
+ * messageBytesMax (4 MiB), so several of them, or of several ranges, share a batch up to this.
+ */
+export const PEER_BATCH_PAYLOAD_BYTES_MAX = 8 * 1024 * 1024;
+/**
  * The wait before reopening a broken stream: doubles per consecutive failure, up to the max. The
  * max stays short: a restarted peer must hear from its leader soon (it may be the one a commit
  * needs next), and a retry of a dead peer costs one failed connect.
@@ -191,7 +197,14 @@ export class PeerLink {
       return;
     }
     while (this.queue.length > 0) {
-      const messages = this.queue.splice(0, PEER_BATCH_MESSAGES_MAX);
+      let count = 1;
+      let bytes = payloadBytes(this.queue[0]!);
+      while (count < this.queue.length && count < PEER_BATCH_MESSAGES_MAX) {
+        bytes += payloadBytes(this.queue[count]!);
+        if (bytes > PEER_BATCH_PAYLOAD_BYTES_MAX) break;
+        count++;
+      }
+      const messages = this.queue.splice(0, count);
       this.stats.batches++;
       this.stats.messages += messages.length;
       stream.write({ from: this.self, cluster: this.cluster, messages });
@@ -240,6 +253,14 @@ export class PeerLink {
       });
     }
   }
+}
+
+/** Entry payload bytes a message carries (what makes a propose large; the rest is small). */
+function payloadBytes(m: PeerMessage): number {
+  if (m.body?.$case !== 'propose') return 0;
+  let bytes = 0;
+  for (const e of m.body.value.entries) bytes += e.payload.length;
+  return bytes;
 }
 
 /** A bulk send to a peer whose link closed or whose bulk stream broke. */
