@@ -270,6 +270,64 @@ describe('peer port: large proposes', () => {
   });
 });
 
+describe('peer port: a receiver that is behind', () => {
+  it('reads nothing more of the stream until its wait settles, so the bulk sender is held back', async () => {
+    const seen: number[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const { server, address } = await startPeerServer(
+      (b): PeerVerdict => {
+        for (const m of b.messages) {
+          if (m.body?.$case === 'snapshotChunk') seen.push(m.body.value.index);
+        }
+        return seen.length === 1 ? { ok: true, wait: gate } : { ok: true };
+      },
+      { requireCertificate: false },
+    );
+    const link = new PeerLink(address, 'node', 'c');
+    const chunk = (index: number) => ({
+      rangeId: 1,
+      body: {
+        $case: 'snapshotChunk' as const,
+        value: {
+          epoch: 1,
+          lsn: { epoch: 1, seq: 10n },
+          checksum: 0n,
+          transferId: 1n,
+          index,
+          last: false,
+          cells: Buffer.alloc(1024 * 1024),
+        },
+      },
+    });
+    try {
+      let sent = 0;
+      const sending = (async () => {
+        const stream = await link.sendBulk(chunk(0));
+        sent++;
+        for (let i = 1; i < 64; i++) {
+          await link.sendBulk(chunk(i), stream);
+          sent++;
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 500));
+      // Held: the receiver took one chunk, and the sender stopped once the windows and buffers
+      // filled (64 MiB would have gone at once without flow control).
+      expect(seen).toEqual([0]);
+      expect(sent).toBeLessThan(32);
+      release();
+      await sending;
+      for (let i = 0; i < 100 && seen.length < 64; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(seen).toEqual(Array.from({ length: 64 }, (_, i) => i));
+    } finally {
+      link.close();
+      server.forceShutdown();
+    }
+  });
+});
+
 describe('reconnectBackoffMs', () => {
   it('doubles from the minimum to the maximum, within the jitter', () => {
     const mid = () => 0.5;

@@ -302,7 +302,13 @@ export const PeerService = {
 } as const;
 
 /** The receiving node's decision on one batch. */
-export type PeerVerdict = { readonly ok: true } | { readonly ok: false; readonly reason: string };
+/**
+ * `wait`: the receiver is behind (a snapshot's chunks are written to disk as they come): the
+ * stream reads nothing more until it settles, so HTTP/2 flow control holds the sender back.
+ */
+export type PeerVerdict =
+  | { readonly ok: true; readonly wait?: Promise<void> }
+  | { readonly ok: false; readonly reason: string };
 
 /** Receives every incoming batch; validates sender, cluster and ranges before acting on any. */
 export type PeerBatchHandler = (batch: PeerBatch) => PeerVerdict;
@@ -392,7 +398,15 @@ export function peerServiceImplementation(
           );
           return;
         }
-        if (!verdict.ok) refuse(status.PERMISSION_DENIED, batch.from, verdict.reason);
+        if (!verdict.ok) {
+          refuse(status.PERMISSION_DENIED, batch.from, verdict.reason);
+        } else if (verdict.wait !== undefined) {
+          call.pause();
+          const resume = () => {
+            if (!done) call.resume();
+          };
+          verdict.wait.then(resume, resume);
+        }
       });
       call.on('end', () => {
         if (done) return;

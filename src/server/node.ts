@@ -60,6 +60,7 @@ import {
   type SnapshotCell,
 } from '../storage/encoding.js';
 import { NodeStorage } from '../storage/node-storage.js';
+import type { SnapshotImport } from '../storage/range-store.js';
 import { Cohort } from './cohort.js';
 import { writeFileDurably } from './durable-file.js';
 import { FAILPOINTS_ARMED, failpoint, onStatusSignal } from './failpoints.js';
@@ -129,6 +130,10 @@ export interface NodeDeps {
 
 const NODE_MARKER = 'node.json';
 const SNAPSHOT_TRANSFER_BYTES_MAX = 4 * 1024 * 1024 * 1024;
+/** Bytes of a snapshot's chunks received and not yet written before its stream pauses. */
+const SNAPSHOT_QUEUED_BYTES_MAX = 16 * 1024 * 1024;
+/** Snapshots received in full and not (yet) installed, kept per range (each staged on disk). */
+const SNAPSHOTS_PENDING_MAX = 2;
 const GC_INTERVAL_MS = 5_000;
 /**
  * Past this many commit-log bytes on disk, the range whose unflushed records keep the oldest
@@ -161,13 +166,22 @@ export const LOG_CATCH_UP_ENTRIES_DEFAULT = 50_000;
 const LOG_CATCH_UP_BYTES_MAX = 64 * 1024 * 1024;
 const LOG_ENTRY_OVERHEAD_BYTES = 100;
 
+/**
+ * A snapshot being received: each chunk is written to the range's staged generation as it comes
+ * (RangeStore.beginImport), so a follower holds a few chunks in memory, not the range.
+ */
 interface SnapshotTransfer {
+  readonly from: NodeId;
   readonly transferId: bigint;
   readonly lsn: Lsn;
-  readonly checksum: bigint;
-  readonly chunks: SnapshotCell[][];
+  readonly staged: Promise<SnapshotImport>;
+  /** The chunks' writes so far, in order; rejects once one failed (the transfer is dropped). */
+  written: Promise<void>;
+  /** Bytes of chunks received and not yet written. */
+  queuedBytes: number;
   bytes: number;
   nextIndex: number;
+  ended: boolean;
 }
 
 function rangeToPlacement(map: RangeMap): PlacementRangeMap {
@@ -197,7 +211,8 @@ export class SkvNode {
   private readonly leaders = new Map<RangeId, LeaderInfo | null>();
   private addresses = new Map<NodeId, string>();
   private readonly links = new Map<NodeId, PeerLink>();
-  private readonly transfers = new Map<string, SnapshotTransfer>();
+  /** Snapshots being received, one per range. */
+  private readonly transfers = new Map<RangeId, SnapshotTransfer>();
   /** Snapshots being sent, by `${rangeId}/${to}`. */
   private readonly snapshotSends = new Map<string, SnapshotSend>();
   private nextTransferId = 1n;
@@ -858,6 +873,7 @@ export class SkvNode {
       if (outsider && this.cohorts.has(pm.rangeId))
         return { ok: false, reason: `${batch.from} is not in the cohort of range ${pm.rangeId}` };
     }
+    let wait: Promise<void> | undefined;
     for (const pm of batch.messages) {
       const cohort = this.cohorts.get(pm.rangeId);
       const range = this.placement?.ranges.find((r) => r.rangeId === pm.rangeId);
@@ -866,9 +882,9 @@ export class SkvNode {
       }
       const decoded = decodePeerMessage(pm, batch.from, this.id);
       if (decoded.kind === 'core') cohort.step({ type: 'message', message: decoded.message });
-      else this.onSnapshotChunk(pm.rangeId, batch.from, decoded.chunk);
+      else wait = this.onSnapshotChunk(pm.rangeId, batch.from, decoded.chunk) ?? wait;
     }
-    return { ok: true };
+    return wait === undefined ? { ok: true } : { ok: true, wait };
   }
 
   /**
@@ -955,67 +971,127 @@ export class SkvNode {
       last: boolean;
       cells: Uint8Array;
     },
-  ): void {
-    const key = `${rangeId}/${from}`;
-    if (chunk.lsn === undefined) return;
-    // Buffer only what the range's current leader sends in its epoch, as the coordinator names
-    // them: anything else (a deposed leader, a forged or early frame) would hold memory for a
-    // transfer the core would refuse anyway. Early frames cost a retransmit, nothing more.
+  ): Promise<void> | undefined {
+    if (chunk.lsn === undefined) return undefined;
+    // Stage only what the range's current leader sends in its epoch, as the coordinator names
+    // them: anything else (a deposed leader, a forged or early frame) would write a transfer the
+    // core would refuse anyway. Early frames cost a retransmit, nothing more.
     const leader = this.leaders.get(rangeId);
+    let t = this.transfers.get(rangeId);
     if (leader == null || leader.nodeId !== from || leader.epoch !== chunk.epoch) {
-      this.transfers.delete(key);
-      return;
+      // A stray frame does not end the leader's transfer; a transfer from a node that no longer
+      // leads ends.
+      if (t !== undefined && (t.from === from || leader?.nodeId !== t.from)) {
+        this.endTransfer(rangeId, t);
+      }
+      return undefined;
     }
-    let t = this.transfers.get(key);
-    if (chunk.index === 0 || t === undefined || t.transferId !== chunk.transferId) {
-      if (chunk.index !== 0) return; // joined mid-transfer: wait for a fresh one
-      t = {
+    if (t === undefined || t.from !== from || t.transferId !== chunk.transferId) {
+      if (chunk.index !== 0) return undefined; // joined mid-transfer: wait for a fresh one
+      if (t !== undefined) this.endTransfer(rangeId, t);
+      const lsn = { epoch: chunk.lsn.epoch, seq: Number(chunk.lsn.seq) };
+      const staged = this.storage.beginImport(rangeId, lsn, chunk.checksum);
+      const fresh: SnapshotTransfer = {
+        from,
         transferId: chunk.transferId,
-        lsn: { epoch: chunk.lsn.epoch, seq: Number(chunk.lsn.seq) },
-        checksum: chunk.checksum,
-        chunks: [],
+        lsn,
+        staged,
+        written: staged.then(() => {}),
+        queuedBytes: 0,
         bytes: 0,
         nextIndex: 0,
+        ended: false,
       };
-      this.transfers.set(key, t);
+      t = fresh;
+      this.transfers.set(rangeId, t);
     }
-    if (chunk.index !== t.nextIndex) {
-      this.transfers.delete(key);
-      return;
+    const transfer = t;
+    if (chunk.index !== transfer.nextIndex) {
+      this.endTransfer(rangeId, transfer);
+      return undefined;
     }
-    t.nextIndex++;
-    t.bytes += chunk.cells.length;
-    if (t.bytes > SNAPSHOT_TRANSFER_BYTES_MAX) {
-      this.transfers.delete(key);
-      return;
+    transfer.nextIndex++;
+    transfer.bytes += chunk.cells.length;
+    if (transfer.bytes > SNAPSHOT_TRANSFER_BYTES_MAX) {
+      this.endTransfer(rangeId, transfer);
+      return undefined;
     }
-    t.chunks.push(decodeSnapshotChunk(chunk.cells));
-    if (!chunk.last) return;
-    this.pendingSnapshots.set(rangeId, t);
-    this.transfers.delete(key);
-    this.cohorts.get(rangeId)?.step({
-      type: 'message',
-      message: {
-        type: 'snapshot',
-        from,
-        to: this.id,
-        epoch: chunk.epoch,
-        lsn: t.lsn,
-        data: new Uint8Array(0),
-      },
+    const cells = decodeSnapshotChunk(chunk.cells);
+    const size = chunk.cells.length;
+    transfer.queuedBytes += size;
+    transfer.written = transfer.written.then(async () => {
+      transfer.queuedBytes -= size;
+      if (transfer.ended) throw new SkvError('unavailable', 'the snapshot transfer ended');
+      await (await transfer.staged).add(cells);
     });
+    transfer.written.catch((err: unknown) => {
+      if (transfer.ended) return;
+      this.say('warn', 'snapshot chunk not written; the transfer is dropped', {
+        range: rangeId,
+        from,
+        error: String(err),
+      });
+      this.endTransfer(rangeId, transfer);
+    });
+    if (chunk.last) {
+      this.transfers.delete(rangeId);
+      const epoch = chunk.epoch;
+      transfer.written.then(
+        () => {
+          if (transfer.ended || this.stopped) return;
+          // Received in full: the core installs it or not. Older ones it never took (refused,
+          // or stepped too late) are kept a little while, then dropped.
+          const pending = this.pendingSnapshots.get(rangeId) ?? [];
+          pending.push(transfer);
+          while (pending.length > SNAPSHOTS_PENDING_MAX)
+            this.endTransfer(rangeId, pending.shift()!);
+          this.pendingSnapshots.set(rangeId, pending);
+          this.cohorts.get(rangeId)?.step({
+            type: 'message',
+            message: {
+              type: 'snapshot',
+              from,
+              to: this.id,
+              epoch,
+              lsn: transfer.lsn,
+              data: new Uint8Array(0),
+            },
+          });
+        },
+        () => {},
+      );
+    }
+    // Past the bound, the stream reads nothing more until the writes catch up.
+    return transfer.queuedBytes > SNAPSHOT_QUEUED_BYTES_MAX
+      ? transfer.written.catch(() => {})
+      : undefined;
   }
 
-  private readonly pendingSnapshots = new Map<RangeId, SnapshotTransfer>();
+  /** Drops a transfer being received: its staged cells go (the range is unchanged). */
+  private endTransfer(rangeId: RangeId, t: SnapshotTransfer): void {
+    t.ended = true;
+    if (this.transfers.get(rangeId) === t) this.transfers.delete(rangeId);
+    t.written
+      .catch(() => {})
+      .then(() => t.staged)
+      .then((s) => s.abort())
+      .catch(() => {});
+  }
+
+  /** Snapshots received in full and stepped to the core, oldest first, per range. */
+  private readonly pendingSnapshots = new Map<RangeId, SnapshotTransfer[]>();
 
   private async installSnapshot(rangeId: RangeId, lsn: Lsn): Promise<void> {
-    const t = this.pendingSnapshots.get(rangeId);
-    assert(t !== undefined && lsnEquals(t.lsn, lsn), 'the snapshot to install was received');
-    this.pendingSnapshots.delete(rangeId);
-    async function* chunks() {
-      for (const c of t!.chunks) yield c;
-    }
-    await this.storage.importSnapshot(rangeId, chunks(), lsn, t.checksum);
+    const pending = this.pendingSnapshots.get(rangeId) ?? [];
+    const at = pending.findIndex((p) => lsnEquals(p.lsn, lsn));
+    assert(at >= 0, 'the snapshot to install was received');
+    const t = pending[at]!;
+    // The ones received before it are older: the core will not take them after this one.
+    for (const older of pending.splice(0, at + 1))
+      if (older !== t) this.endTransfer(rangeId, older);
+    if (pending.length === 0) this.pendingSnapshots.delete(rangeId);
+    await t.written;
+    await (await t.staged).commit();
     this.log.setCheckpoint(rangeId, lsn.seq);
   }
 

@@ -33,6 +33,7 @@ import {
   RangeStore,
   type RangeStoreOptions,
   type SnapshotExportOptions,
+  type SnapshotImport,
 } from './range-store.js';
 import type { TableStore } from './table-store.js';
 
@@ -103,6 +104,11 @@ export class NodeStorage {
     checksum?: bigint,
   ): Promise<void> {
     return this.range(rangeId).importSnapshot(chunks, lsn, checksum);
+  }
+
+  /** RangeStore.beginImport: a snapshot import fed chunk by chunk as it arrives. */
+  beginImport(rangeId: RangeId, lsn: Lsn, checksum?: bigint): Promise<SnapshotImport> {
+    return this.range(rangeId).beginImport(lsn, checksum);
   }
 
   async dropRange(rangeId: RangeId): Promise<void> {

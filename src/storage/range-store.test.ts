@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { RangeId } from '../core/ids.js';
 import { type Lsn, lsn } from '../core/lsn.js';
 import type { ColumnWrite, RowMutation } from '../core/mutation.js';
-import { decodeMeta, metaKey } from './encoding.js';
+import { dataPrefix, dataPrefixEnd, decodeMeta, metaKey } from './encoding.js';
 import { LevelTableStore } from './level/level-table-store.js';
 import { NodeStorage, type NodeStorageOptions } from './node-storage.js';
 import { RangeStore, type Row } from './range-store.js';
@@ -755,5 +755,95 @@ describe('RangeStore apply prefetch', () => {
     expect(await p3).toEqual({ ok: true, previousVersions: [2], versions: [4] });
     const got = await r.get(b('k'), b('c'));
     expect(got.found && Buffer.from(got.value).toString()).toBe('v3');
+  });
+});
+
+describe('RangeStore staged snapshot imports (a receiver holds a chunk, not the range)', () => {
+  const cells = (rows: readonly Row[]) =>
+    rows.flatMap((r) =>
+      r.cells.map(
+        (c) =>
+          `${Buffer.from(r.key).toString()}/${Buffer.from(c.column).toString()}=${Buffer.from(c.value).toString()}`,
+      ),
+    );
+  const cell = (key: string, value: string, version: number) => ({
+    key: b(key),
+    column: b('c'),
+    value: b(value),
+    version,
+  });
+
+  it('stages chunks as they come while the range serves and applies, then switches at commit', async () => {
+    const node = await openNode(await freshDir());
+    const r = node.range(1);
+    await r.apply(lsn(1, 1), put('k', 'c', 'before'));
+    const staged = await node.beginImport(1, lsn(2, 10));
+    await staged.add([cell('a', '1', 4)]);
+    await staged.add([cell('k', 'after', 9), cell('m', '2', 10)]);
+    // Nothing staged shows, and the range still takes writes (the snapshot will supersede them).
+    expect(cells((await r.scan(b(''), null)).rows)).toEqual(['k/c=before']);
+    expect((await r.apply(lsn(1, 2), put('z', 'c', 'late'))).ok).toBe(true);
+    await staged.commit();
+    expect(cells((await r.scan(b(''), null)).rows)).toEqual(['a/c=1', 'k/c=after', 'm/c=2']);
+    expect(r.lastAppliedLsn).toEqual(lsn(2, 10));
+    expect(r.checkpointLsn).toEqual(lsn(2, 10));
+    // A reopened node reads the imported generation, and nothing else is left.
+    const dir = dirs.at(-1)!;
+    await node.close();
+    open.splice(open.indexOf(node), 1);
+    const again = await openNode(dir);
+    expect(cells((await again.range(1).scan(b(''), null)).rows)).toEqual([
+      'a/c=1',
+      'k/c=after',
+      'm/c=2',
+    ]);
+  });
+
+  it('two staged at once: the newer commits, the older then fails and leaves no cells', async () => {
+    const node = await openNode(await freshDir());
+    const r = node.range(1);
+    await r.apply(lsn(1, 1), put('k', 'c', 'v'));
+    const older = await node.beginImport(1, lsn(2, 5));
+    await older.add([cell('o', 'old', 5)]);
+    const newer = await node.beginImport(1, lsn(3, 8));
+    await newer.add([cell('n', 'new', 8)]);
+    await newer.commit();
+    expect(cells((await r.scan(b(''), null)).rows)).toEqual(['n/c=new']);
+    await expect(older.add([cell('p', 'x', 5)])).rejects.toThrow(/import ended/);
+    await expect(older.commit()).rejects.toThrow(/import ended/);
+    await older.abort();
+    expect(cells((await r.scan(b(''), null)).rows)).toEqual(['n/c=new']);
+    // No generation but the committed one holds data: a reopen collects nothing.
+    const dir = dirs.at(-1)!;
+    await node.close();
+    open.splice(open.indexOf(node), 1);
+    const t = await LevelTableStore.open(join(dir, 'sstables'));
+    const perGeneration: number[] = [];
+    for (let g = 0; g <= 3; g++) {
+      let n = 0;
+      for await (const batch of t.iterate({ gte: dataPrefix(1, g), lt: dataPrefixEnd(1, g) })) {
+        n += batch.length;
+      }
+      perGeneration.push(n);
+    }
+    await t.close();
+    // Generation 0 was the range's, 1 the older import's, 2 the newer (committed) one's.
+    expect(perGeneration).toEqual([0, 0, 1, 0]);
+  });
+
+  it('a chunk out of order or a wrong checksum ends the import and leaves the range as it was', async () => {
+    const node = await openNode(await freshDir());
+    const r = node.range(1);
+    await r.apply(lsn(1, 1), put('k', 'c', 'v'));
+    const disordered = await node.beginImport(1, lsn(2, 5));
+    await disordered.add([cell('m', '1', 5)]);
+    await expect(disordered.add([cell('a', '2', 5)])).rejects.toThrow(/out of order/);
+    await expect(disordered.add([cell('z', '3', 5)])).rejects.toThrow(/out of order/);
+    await expect(disordered.commit()).rejects.toThrow(/out of order/);
+    const wrong = await node.beginImport(1, lsn(2, 5), 12345n);
+    await wrong.add([cell('a', '1', 5)]);
+    await expect(wrong.commit()).rejects.toThrow(/checksum/);
+    expect(cells((await r.scan(b(''), null)).rows)).toEqual(['k/c=v']);
+    expect(r.lastAppliedLsn).toEqual(lsn(1, 1));
   });
 });

@@ -144,6 +144,22 @@ export interface ApplyOptions {
   readonly previousVersions?: boolean;
 }
 
+/** A snapshot import under way (RangeStore.beginImport). */
+export interface SnapshotImport {
+  /** Writes the next chunk of cells (in key order, after the previous chunk's). */
+  add(chunk: readonly SnapshotCell[]): Promise<void>;
+  /** Switches the range to the cells added, at the import's LSN. */
+  commit(): Promise<void>;
+  /** Drops the cells added; the range is unchanged. */
+  abort(): Promise<void>;
+}
+
+interface StagedImport {
+  dead: boolean;
+  /** The chunks' writes, one after another. */
+  tail: Promise<void>;
+}
+
 export interface SnapshotExportOptions {
   /** At most SNAPSHOT_CHUNK_CELLS_MAX. */
   readonly chunkCellsMax?: number;
@@ -233,6 +249,9 @@ export class RangeStore {
   private serialTail: Promise<void> = Promise.resolve();
   private serialDepth = 0;
   private flushing: Promise<void> | null = null;
+  /** Snapshot imports under way (beginImport), each in a generation of its own. */
+  private readonly stages = new Set<StagedImport>();
+  private lastStagedGeneration = 0;
   private exclusive = false;
   private fatal: Error | null = null;
   private closed = false;
@@ -796,29 +815,52 @@ export class RangeStore {
    * to a fresh generation, then one meta write switches to it. If `checksum` is given and the
    * cells do not sum to it, nothing changes and a CorruptionError is thrown.
    */
-  importSnapshot(
+  async importSnapshot(
     chunks: AsyncIterable<readonly SnapshotCell[]>,
     lsn: Lsn,
     checksum?: bigint,
   ): Promise<void> {
-    return this.serial(() => this.exclusively(() => this.importNow(chunks, lsn, checksum)));
+    const staged = await this.beginImport(lsn, checksum);
+    try {
+      for await (const chunk of chunks) await staged.add(chunk);
+    } catch (e) {
+      await staged.abort();
+      throw e;
+    }
+    await staged.commit();
   }
 
-  private async importNow(
-    chunks: AsyncIterable<readonly SnapshotCell[]>,
-    lsn: Lsn,
-    expected: bigint | undefined,
-  ): Promise<void> {
-    const next = this.generation + 1;
-    assert(next <= GENERATION_MAX, 'range generation overflow');
-    const prefix = dataPrefix(this.rangeId, next);
-    const prefixEnd = dataPrefixEnd(this.rangeId, next);
-    await this.tables.clear(prefix, prefixEnd);
-    let sum = 0n;
-    let last: Buffer | null = null;
-    let metaWritten = false;
-    try {
-      for await (const chunk of chunks) {
+  /**
+   * Starts replacing the range's contents with a snapshot's cells at `lsn`, chunk by chunk as
+   * they arrive: `add` writes a chunk (cells in key order) to a fresh generation that nothing
+   * reads, so a receiver holds one chunk, not the range; `commit` checks that the cells sum to
+   * `checksum` (if given; else a CorruptionError and nothing changes) and switches to them with
+   * one meta write, atomically; `abort` drops them. The range serves and applies meanwhile (a
+   * commit discards what was applied since: the snapshot is the newer state). Several imports
+   * may be staged at once, each in a generation of its own; once one commits, the older ones'
+   * calls fail (their state is older than the range's).
+   */
+  beginImport(lsn: Lsn, checksum?: bigint): Promise<SnapshotImport> {
+    return this.serial(async () => {
+      const next = Math.max(this.generation, this.lastStagedGeneration) + 1;
+      assert(next <= GENERATION_MAX, 'range generation overflow');
+      this.lastStagedGeneration = next;
+      const prefix = dataPrefix(this.rangeId, next);
+      const prefixEnd = dataPrefixEnd(this.rangeId, next);
+      const stage: StagedImport = { dead: false, tail: Promise.resolve() };
+      this.stages.add(stage);
+      await this.tables.clear(prefix, prefixEnd);
+      let sum = 0n;
+      let last: Buffer | null = null;
+      const live = () => {
+        this.checkUsable();
+        // A newer import committed first: this one is older than the range's state.
+        if (stage.dead || !this.stages.has(stage) || this.generation >= next) {
+          throw new SkvError('unavailable', `range ${this.rangeId}: the snapshot import ended`);
+        }
+      };
+      const write = async (chunk: readonly SnapshotCell[]) => {
+        live();
         if (chunk.length > SNAPSHOT_CHUNK_CELLS_MAX) {
           throw new InvalidArgumentError(`snapshot chunk over ${SNAPSHOT_CHUNK_CELLS_MAX} cells`);
         }
@@ -840,11 +882,50 @@ export class RangeStore {
           });
         }
         await this.tables.write(ops);
-      }
-      if (expected !== undefined && sum !== expected) {
-        throw new CorruptionError(`snapshot checksum ${sum} != expected ${expected}`);
-      }
-      metaWritten = true;
+      };
+      const drop = async () => {
+        stage.dead = true;
+        // Committed, or dropped already: nothing of ours to clear.
+        if (!this.stages.delete(stage) || this.generation === next) return;
+        await this.tables.clear(prefix, prefixEnd);
+      };
+      return {
+        add: (chunk) => {
+          const run = stage.tail.then(() => write(chunk));
+          // A failed chunk ends the import (the cells after it would not sum or be in order).
+          stage.tail = run.catch(async (e: unknown) => {
+            await drop();
+            throw e;
+          });
+          return run;
+        },
+        abort: async () => {
+          stage.dead = true;
+          await stage.tail.catch(() => {});
+          await drop();
+        },
+        commit: async () => {
+          await stage.tail;
+          await this.serial(() =>
+            this.exclusively(async () => {
+              live();
+              if (checksum !== undefined && sum !== checksum) {
+                await drop();
+                throw new CorruptionError(`snapshot checksum ${sum} != expected ${checksum}`);
+              }
+              stage.dead = true;
+              this.stages.delete(stage);
+              await this.switchTo(next, lsn, sum);
+            }),
+          );
+        },
+      };
+    });
+  }
+
+  /** Makes the staged generation `next`, at `lsn` with checksum `sum`, the range's contents. */
+  private async switchTo(next: number, lsn: Lsn, sum: bigint): Promise<void> {
+    try {
       await this.tables.write([
         {
           type: 'put',
@@ -854,8 +935,8 @@ export class RangeStore {
       ]);
       await this.tables.flushToTables();
     } catch (e) {
-      if (metaWritten) this.fail(e);
-      else await this.tables.clear(prefix, prefixEnd);
+      // The meta write's outcome is unknown: fail-stop (a restart reads whichever meta is there).
+      this.fail(e);
       throw e;
     }
     const old = this.generation;
@@ -879,6 +960,9 @@ export class RangeStore {
   drop(): Promise<void> {
     return this.serial(() =>
       this.exclusively(async () => {
+        // Imports under way end (their cells are leftovers, collected at the next open).
+        for (const stage of this.stages) stage.dead = true;
+        this.stages.clear();
         await this.tables.write([{ type: 'del', key: metaKey(this.rangeId) }]);
         await this.tables.flushToTables();
         this.closed = true;
