@@ -10,7 +10,8 @@
 // - a cohort keeps `--log-catch-up-entries` entries before its checkpoint, so such a follower
 //   catches up from the log (first test);
 // - when only a snapshot will do, one transfer goes out, on its own stream, chunk by chunk as
-//   the stream drains (second test, with --log-catch-up-entries 0).
+//   the stream drains, and the follower writes each chunk as it comes (second test, with
+//   --log-catch-up-entries 0).
 
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -188,13 +189,15 @@ describe('skv cluster: a follower that falls behind catches up', () => {
   it('when only a snapshot will do (--log-catch-up-entries 0): one transfer, installed, not one per nack', async () => {
     const c = await start(['--log-catch-up-entries', '0']);
     const { leader, follower } = await roles(c);
-    await writeWhilePaused(c, leader, follower, ROWS_SNAPSHOT, 1000);
+    // 4 kB values: the snapshot spans several 1 MiB chunks, each written on arrival.
+    await writeWhilePaused(c, leader, follower, ROWS_SNAPSHOT, 4000);
     const ms = await waitCaughtUp(c, leader, follower, ROWS_SNAPSHOT);
     const installs = await events(c, follower, 'snapshot-install');
     const sent = (await c.logLines(leader)).filter((l) => l.msg === 'snapshot sent');
     say(
       `caught up by snapshot in ${ms.toFixed(0)} ms: ${sent.length} sent ` +
-        `(${sent.map((l) => `${l.cells} cells at ${l.lsn}`).join(', ')}), ${installs} installed`,
+        `(${sent.map((l) => `${l.cells} cells in ${l.chunks} chunks at ${l.lsn}`).join(', ')}), ` +
+        `${installs} installed`,
     );
     // One transfer: not one per nack, and not a second one because the log moved past the
     // first one's point while it was on its way. Under CI load once (2026-11-23) a first
@@ -204,5 +207,6 @@ describe('skv cluster: a follower that falls behind catches up', () => {
     expect(sent.length).toBeLessThanOrEqual(2);
     expect(new Set(sent.map((l) => l.lsn)).size).toBe(sent.length);
     expect(installs).toBe(1);
+    for (const l of sent) expect(Number(l.chunks)).toBeGreaterThanOrEqual(2);
   }, 120_000);
 });
