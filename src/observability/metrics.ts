@@ -25,7 +25,6 @@ export interface NodeMetricsSource extends StatusSource {
     readonly appliedSeq: number;
     readonly storeAppliedSeq: number;
     readonly memtableBytes: number;
-    readonly followerLag: number;
     /** Leader only: per follower, the entries it lags behind (empty on other roles). */
     readonly followerLags: ReadonlyMap<string, number>;
   }[];
@@ -92,11 +91,8 @@ export class NodeMetrics implements RequestObserver {
       registers: [registry],
     });
     const self = this;
-    const cohortGauge = (
-      name: string,
-      help: string,
-      pick: (c: ReturnType<NodeMetricsSource['cohortMetrics']>[number]) => number,
-    ) =>
+    type CohortSample = ReturnType<NodeMetricsSource['cohortMetrics']>[number];
+    const cohortGauge = (name: string, help: string, pick: (c: CohortSample) => number) =>
       new Gauge({
         name,
         help,
@@ -108,19 +104,33 @@ export class NodeMetrics implements RequestObserver {
             this.set({ range: String(c.rangeId) }, pick(c));
         },
       });
-    new Gauge({
-      name: 'skv_cohort_role',
-      help: "This replica's role per range (1 for the current role)",
-      labelNames: ['range', 'role'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const c of self.source?.cohortMetrics() ?? []) {
-          for (const role of ROLES)
-            this.set({ range: String(c.rangeId), role }, c.role === role ? 1 : 0);
-        }
-      },
-    });
+    /** A per-range gauge with a second label: one sample per (range, value of `label`). */
+    const cohortGaugeBy = (
+      name: string,
+      help: string,
+      label: string,
+      samples: (c: CohortSample) => Iterable<readonly [string, number]>,
+    ) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['range', label],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const c of self.source?.cohortMetrics() ?? []) {
+            for (const [value, n] of samples(c)) {
+              this.set({ range: String(c.rangeId), [label]: value }, n);
+            }
+          }
+        },
+      });
+    cohortGaugeBy(
+      'skv_cohort_role',
+      "This replica's role per range (1 for the current role)",
+      'role',
+      (c) => ROLES.map((role) => [role, c.role === role ? 1 : 0] as const),
+    );
     cohortGauge(
       'skv_cohort_voter',
       'Whether this replica votes (0 while it rebuilds a lost disk)',
@@ -160,21 +170,14 @@ export class NodeMetrics implements RequestObserver {
     cohortGauge(
       'skv_cohort_follower_lag_entries',
       'Leader only: entries the furthest follower lags behind',
-      (c) => c.followerLag,
+      (c) => Math.max(0, ...c.followerLags.values()),
     );
-    new Gauge({
-      name: 'skv_cohort_follower_lag_by_follower_entries',
-      help: 'Leader only: entries each follower lags behind, by follower node id',
-      labelNames: ['range', 'follower'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const c of self.source?.cohortMetrics() ?? []) {
-          for (const [follower, lag] of c.followerLags)
-            this.set({ range: String(c.rangeId), follower }, lag);
-        }
-      },
-    });
+    cohortGaugeBy(
+      'skv_cohort_follower_lag_by_follower_entries',
+      'Leader only: entries each follower lags behind, by follower node id',
+      'follower',
+      (c) => c.followerLags,
+    );
     const logGauge = (
       name: string,
       help: string,

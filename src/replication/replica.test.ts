@@ -684,8 +684,9 @@ describe('takeover of a long log (found by a 10-million-record load)', () => {
   });
 });
 
-describe('catch-up by snapshot (found by a 10-million-record load)', () => {
-  const nack = (rejectedPrevSeq: number): Parameters<Replica['step']>[0] => ({
+/** c's nack in epoch 2 to leader a: it holds (and knows committed) up to `lastSeq`. */
+function nackFromC(rejectedPrevSeq: number, lastSeq = 100): Parameters<Replica['step']>[0] {
+  return {
     type: 'message',
     message: {
       type: 'nack',
@@ -693,11 +694,13 @@ describe('catch-up by snapshot (found by a 10-million-record load)', () => {
       to: 'a',
       epoch: 2,
       rejectedPrevSeq,
-      lastSeq: 100,
-      commitSeq: 100,
+      lastSeq,
+      commitSeq: lastSeq,
     },
-  });
+  };
+}
 
+describe('catch-up by snapshot (found by a 10-million-record load)', () => {
   it('a follower waiting for a snapshot gets one transfer and no proposes until it acks it; nacks of older proposes do not start another', () => {
     const l = compactedLeader();
     // The new epoch's barrier is durable here and at b: the leader serves writes.
@@ -710,7 +713,7 @@ describe('catch-up by snapshot (found by a 10-million-record load)', () => {
       },
     );
     // c holds up to 100 only, far behind the base (900): a snapshot.
-    const first = step(l, nack(1000));
+    const first = step(l, nackFromC(1000));
     expect(first.snapshotsToSend).toEqual([{ to: 'c', lsn: lsn(2, 1001), epoch: 2 }]);
     expect(msgs(first, 'propose').filter((m) => m.to === 'c')).toEqual([]);
     // Nacks of proposes sent before the snapshot was chosen, and ticks short of the retry: no
@@ -720,7 +723,7 @@ describe('catch-up by snapshot (found by a 10-million-record load)', () => {
     for (let t = 0; t < 20; t++) {
       const rd = step(
         l,
-        nack(1001 + t),
+        nackFromC(1001 + t),
         { type: 'tick' },
         { type: 'client-write', requestId: t + 1, payload: new Uint8Array([t]) },
       );
@@ -755,18 +758,7 @@ describe('propose size (found with 1 MiB values)', () => {
     step(l); // local replay
     elect(l, 1, [cand('b', 101, lsn(1, 20))]);
     // c has nothing: it nacks the barrier's probe, and the leader sends it the whole log.
-    const rd = step(l, {
-      type: 'message',
-      message: {
-        type: 'nack',
-        from: 'c',
-        to: 'a',
-        epoch: 2,
-        rejectedPrevSeq: 20,
-        lastSeq: 0,
-        commitSeq: 0,
-      },
-    });
+    const rd = step(l, nackFromC(20, 0));
     const toC = msgs(rd, 'propose').filter((m) => m.to === 'c');
     expect(toC.map((m) => m.entries.map((e) => e.lsn.seq))).toEqual([
       [1, 2, 3, 4],

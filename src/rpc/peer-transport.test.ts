@@ -33,6 +33,23 @@ const UNDECODABLE = Buffer.from([0x0f, 0xff, 0xff]);
 const batch = (from: string) =>
   Buffer.from(PeerBatch.encode({ from, cluster: 'c', messages: [] }).finish());
 
+/** A snapshot chunk of `bytes` zero bytes (index `index` of transfer 1 of range 1). */
+const chunk = (index: number, bytes: number) => ({
+  rangeId: 1,
+  body: {
+    $case: 'snapshotChunk' as const,
+    value: {
+      epoch: 1,
+      lsn: { epoch: 1, seq: 10n },
+      checksum: 0n,
+      transferId: 1n,
+      index,
+      last: false,
+      cells: Buffer.alloc(bytes),
+    },
+  },
+});
+
 /** A Peer service on a free 127.0.0.1 port, with the node's message limit (kv-server.ts). */
 async function startPeerServer(
   ...args: Parameters<typeof peerServiceImplementation>
@@ -162,22 +179,6 @@ describe('peer port: bulk messages', () => {
   });
   afterAll(() => server.forceShutdown());
 
-  const chunk = (index: number, bytes: number) => ({
-    rangeId: 1,
-    body: {
-      $case: 'snapshotChunk' as const,
-      value: {
-        epoch: 1,
-        lsn: { epoch: 1, seq: 10n },
-        checksum: 0n,
-        transferId: 1n,
-        index,
-        last: false,
-        cells: Buffer.alloc(bytes),
-      },
-    },
-  });
-
   it('sends a transfer in order on a stream of its own, each message once the stream has room; protocol messages go on meanwhile', async () => {
     const link = new PeerLink(address, 'node', 'c');
     try {
@@ -287,28 +288,13 @@ describe('peer port: a receiver that is behind', () => {
       { requireCertificate: false },
     );
     const link = new PeerLink(address, 'node', 'c');
-    const chunk = (index: number) => ({
-      rangeId: 1,
-      body: {
-        $case: 'snapshotChunk' as const,
-        value: {
-          epoch: 1,
-          lsn: { epoch: 1, seq: 10n },
-          checksum: 0n,
-          transferId: 1n,
-          index,
-          last: false,
-          cells: Buffer.alloc(1024 * 1024),
-        },
-      },
-    });
     try {
       let sent = 0;
       const sending = (async () => {
-        const stream = await link.sendBulk(chunk(0));
+        const stream = await link.sendBulk(chunk(0, 1024 * 1024));
         sent++;
         for (let i = 1; i < 64; i++) {
-          await link.sendBulk(chunk(i), stream);
+          await link.sendBulk(chunk(i, 1024 * 1024), stream);
           sent++;
         }
       })();

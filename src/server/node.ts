@@ -991,7 +991,7 @@ export class SkvNode {
       if (t !== undefined) this.endTransfer(rangeId, t);
       const lsn = { epoch: chunk.lsn.epoch, seq: Number(chunk.lsn.seq) };
       const staged = this.storage.beginImport(rangeId, lsn, chunk.checksum);
-      const fresh: SnapshotTransfer = {
+      t = {
         from,
         transferId: chunk.transferId,
         lsn,
@@ -1002,7 +1002,6 @@ export class SkvNode {
         nextIndex: 0,
         ended: false,
       };
-      t = fresh;
       this.transfers.set(rangeId, t);
     }
     const transfer = t;
@@ -1037,27 +1036,7 @@ export class SkvNode {
       this.transfers.delete(rangeId);
       const epoch = chunk.epoch;
       transfer.written.then(
-        () => {
-          if (transfer.ended || this.stopped) return;
-          // Received in full: the core installs it or not. Older ones it never took (refused,
-          // or stepped too late) are kept a little while, then dropped.
-          const pending = this.pendingSnapshots.get(rangeId) ?? [];
-          pending.push(transfer);
-          while (pending.length > SNAPSHOTS_PENDING_MAX)
-            this.endTransfer(rangeId, pending.shift()!);
-          this.pendingSnapshots.set(rangeId, pending);
-          this.cohorts.get(rangeId)?.step({
-            type: 'message',
-            message: {
-              type: 'snapshot',
-              from,
-              to: this.id,
-              epoch,
-              lsn: transfer.lsn,
-              data: new Uint8Array(0),
-            },
-          });
-        },
+        () => this.snapshotReceived(rangeId, transfer, epoch),
         () => {},
       );
     }
@@ -1065,6 +1044,29 @@ export class SkvNode {
     return transfer.queuedBytes > SNAPSHOT_QUEUED_BYTES_MAX
       ? transfer.written.catch(() => {})
       : undefined;
+  }
+
+  /**
+   * A snapshot is in, every chunk written: the core installs it or not. Older ones it never
+   * took (refused, or stepped too late) are kept a little while, then dropped.
+   */
+  private snapshotReceived(rangeId: RangeId, t: SnapshotTransfer, epoch: number): void {
+    if (t.ended || this.stopped) return;
+    const pending = this.pendingSnapshots.get(rangeId) ?? [];
+    pending.push(t);
+    while (pending.length > SNAPSHOTS_PENDING_MAX) this.endTransfer(rangeId, pending.shift()!);
+    this.pendingSnapshots.set(rangeId, pending);
+    this.cohorts.get(rangeId)?.step({
+      type: 'message',
+      message: {
+        type: 'snapshot',
+        from: t.from,
+        to: this.id,
+        epoch,
+        lsn: t.lsn,
+        data: new Uint8Array(0),
+      },
+    });
   }
 
   /** Drops a transfer being received: its staged cells go (the range is unchanged). */
@@ -1242,7 +1244,6 @@ export class SkvNode {
             appliedSeq: st.appliedSeq,
             storeAppliedSeq: c.appliedUpTo,
             memtableBytes: c.store.memtableBytes,
-            followerLag: c.replica.followerLag(),
             followerLags: c.replica.followerLags(),
           };
         }),

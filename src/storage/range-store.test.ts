@@ -27,6 +27,11 @@ async function openNode(dir: string, options: NodeStorageOptions = {}): Promise<
   return n;
 }
 
+async function closeNode(n: NodeStorage): Promise<void> {
+  await n.close();
+  open.splice(open.indexOf(n), 1);
+}
+
 afterEach(async () => {
   for (const n of open.splice(0)) await n.close();
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
@@ -287,8 +292,7 @@ describe('RangeStore flush, checkpoints and recovery', () => {
     expect(reported).toEqual([[5, lsn(1, 50)]]);
     const digest = await r.digest();
     await r.apply(next(), put('k0', 'c', 'unflushed')); // only in the commit log's care
-    await node.close();
-    open.splice(open.indexOf(node), 1);
+    await closeNode(node);
 
     node = await openNode(dir);
     expect(node.persistedRangeIds()).toEqual([5]);
@@ -328,8 +332,7 @@ describe('RangeStore flush, checkpoints and recovery', () => {
     await r.apply(next(), put('small', 'c', 'after the big one'));
     expected.set('small/c', b('after the big one'));
     await r.flush();
-    await node.close();
-    open.splice(open.indexOf(node), 1);
+    await closeNode(node);
 
     node = await openNode(dir);
     r = node.range(3);
@@ -356,8 +359,7 @@ describe('RangeStore flush, checkpoints and recovery', () => {
     ];
     for (const [l, m] of records.slice(0, 3)) await r.apply(l, m);
     await r.flush();
-    await node.close();
-    open.splice(open.indexOf(node), 1);
+    await closeNode(node);
     node = await openNode(dir);
     r = node.range(1);
     // Recovery replays the whole log; the first three are below the checkpoint.
@@ -774,7 +776,8 @@ describe('RangeStore staged snapshot imports (a receiver holds a chunk, not the 
   });
 
   it('stages chunks as they come while the range serves and applies, then switches at commit', async () => {
-    const node = await openNode(await freshDir());
+    const dir = await freshDir();
+    const node = await openNode(dir);
     const r = node.range(1);
     await r.apply(lsn(1, 1), put('k', 'c', 'before'));
     const staged = await node.beginImport(1, lsn(2, 10));
@@ -788,9 +791,7 @@ describe('RangeStore staged snapshot imports (a receiver holds a chunk, not the 
     expect(r.lastAppliedLsn).toEqual(lsn(2, 10));
     expect(r.checkpointLsn).toEqual(lsn(2, 10));
     // A reopened node reads the imported generation, and nothing else is left.
-    const dir = dirs.at(-1)!;
-    await node.close();
-    open.splice(open.indexOf(node), 1);
+    await closeNode(node);
     const again = await openNode(dir);
     expect(cells((await again.range(1).scan(b(''), null)).rows)).toEqual([
       'a/c=1',
@@ -800,7 +801,8 @@ describe('RangeStore staged snapshot imports (a receiver holds a chunk, not the 
   });
 
   it('two staged at once: the newer commits, the older then fails and leaves no cells', async () => {
-    const node = await openNode(await freshDir());
+    const dir = await freshDir();
+    const node = await openNode(dir);
     const r = node.range(1);
     await r.apply(lsn(1, 1), put('k', 'c', 'v'));
     const older = await node.beginImport(1, lsn(2, 5));
@@ -813,10 +815,8 @@ describe('RangeStore staged snapshot imports (a receiver holds a chunk, not the 
     await expect(older.commit()).rejects.toThrow(/import ended/);
     await older.abort();
     expect(cells((await r.scan(b(''), null)).rows)).toEqual(['n/c=new']);
-    // No generation but the committed one holds data: a reopen collects nothing.
-    const dir = dirs.at(-1)!;
-    await node.close();
-    open.splice(open.indexOf(node), 1);
+    // Only the committed generation holds data: nothing is left for a reopen to collect.
+    await closeNode(node);
     const t = await LevelTableStore.open(join(dir, 'sstables'));
     const perGeneration: number[] = [];
     for (let g = 0; g <= 3; g++) {

@@ -155,6 +155,7 @@ export interface SnapshotImport {
 }
 
 interface StagedImport {
+  /** No more chunks (aborted, failed or superseded); its cells stay ours to clear. */
   dead: boolean;
   /** The chunks' writes, one after another. */
   tail: Promise<void>;
@@ -913,7 +914,6 @@ export class RangeStore {
                 await drop();
                 throw new CorruptionError(`snapshot checksum ${sum} != expected ${checksum}`);
               }
-              stage.dead = true;
               this.stages.delete(stage);
               await this.switchTo(next, lsn, sum);
             }),
@@ -961,7 +961,6 @@ export class RangeStore {
     return this.serial(() =>
       this.exclusively(async () => {
         // Imports under way end (their cells are leftovers, collected at the next open).
-        for (const stage of this.stages) stage.dead = true;
         this.stages.clear();
         await this.tables.write([{ type: 'del', key: metaKey(this.rangeId) }]);
         await this.tables.flushToTables();
