@@ -390,9 +390,25 @@ export class Cohort {
     // later).
     const previousVersions =
       requestId !== undefined && this.writes.get(requestId)?.previousVersions === true;
+    const mutation = entry.kind === 'data' ? decodeRowMutation(entry.payload) : null;
+    // With nothing in the chain, most applies (blind writes, cells in a memtable) run at once:
+    // no promise, no turn of the event loop, the writer answered now.
+    if (mutation !== null && this.applyChainLength === 0) {
+      let now: StoreApplyResult | null;
+      try {
+        now = this.store.applyAtOnce(entry.lsn, mutation, { previousVersions });
+      } catch (err) {
+        this.ports.fatal(err);
+        return;
+      }
+      if (now !== null) {
+        this.applied(seq, requestId, now);
+        return;
+      }
+    }
     const toStore = (): Promise<StoreApplyResult | null> =>
-      entry.kind === 'data'
-        ? this.store.apply(entry.lsn, decodeRowMutation(entry.payload), { previousVersions })
+      mutation !== null
+        ? this.store.apply(entry.lsn, mutation, { previousVersions })
         : this.store.skip(entry.lsn).then(() => null);
     let started: Promise<StoreApplyResult | null> | null = null;
     if (this.applyDeferred === 0 && this.applyAhead < APPLY_AHEAD_MAX) {
@@ -405,8 +421,8 @@ export class Cohort {
     } else {
       this.applyDeferred++;
     }
+    this.applyChainLength++;
     this.applyChain = this.applyChain.then(async () => {
-      let result: ApplyResult | null = null;
       let r: StoreApplyResult | null = null;
       if (started !== null) {
         r = await started;
@@ -414,22 +430,32 @@ export class Cohort {
         this.applyDeferred--;
         if (seq > this.store.lastAppliedLsn.seq) r = await toStore();
       }
-      if (r !== null && !(r.ok === false && r.reason === 'already-applied')) {
-        result = r as ApplyResult;
-      }
-      if (seq > this.appliedSeq) this.appliedSeq = seq;
-      this.wakeApplied();
-      if (requestId !== undefined) {
-        const w = this.writes.get(requestId);
-        if (w !== undefined) {
-          this.writes.delete(requestId);
-          clearTimeout(w.timer);
-          if (result !== null) w.resolve(result);
-          else w.reject(new SkvError('internal', 'a committed write had no apply result'));
-        }
-      }
+      this.applyChainLength--;
+      this.applied(seq, requestId, r);
     });
     this.applyChain.catch((err: unknown) => this.ports.fatal(err));
+  }
+
+  /** Entries in the apply chain not yet through it (applied and answered). */
+  private applyChainLength = 0;
+
+  /** The entry at `seq` is applied (`r` null: nothing for the store): moves on, answers. */
+  private applied(seq: number, requestId: number | undefined, r: StoreApplyResult | null): void {
+    let result: ApplyResult | null = null;
+    if (r !== null && !(r.ok === false && r.reason === 'already-applied')) {
+      result = r as ApplyResult;
+    }
+    if (seq > this.appliedSeq) this.appliedSeq = seq;
+    this.wakeApplied();
+    if (requestId !== undefined) {
+      const w = this.writes.get(requestId);
+      if (w !== undefined) {
+        this.writes.delete(requestId);
+        clearTimeout(w.timer);
+        if (result !== null) w.resolve(result);
+        else w.reject(new SkvError('internal', 'a committed write had no apply result'));
+      }
+    }
   }
 
   private wakeApplied(): void {

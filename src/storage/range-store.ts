@@ -495,11 +495,49 @@ export class RangeStore {
 
   /** Applies the record at `lsn` (S§5.1: conditions checked in LSN order, all or nothing). */
   apply(lsn: Lsn, mutation: RowMutation, options: ApplyOptions = {}): Promise<StoreApplyResult> {
-    const blind =
-      options.previousVersions === false &&
-      mutation.writes.every((w) => w.expectedVersion === undefined && w.value !== null);
+    const blind = isBlind(mutation, options);
     const prefetched = blind ? null : this.prefetchTables(mutation);
     return this.serial(() => this.applyNow(lsn, mutation, prefetched, blind));
+  }
+
+  /**
+   * `apply` at once, without a promise or a turn of the event loop, when it can run at once:
+   * nothing queued ahead of it, no backpressure wait, and every cell it must read (none for a
+   * blind write) in a memtable. Returns null, having changed nothing, when it cannot: the caller
+   * then calls `apply`. The outcome is the one `apply` would give.
+   */
+  applyAtOnce(lsn: Lsn, m: RowMutation, options: ApplyOptions = {}): StoreApplyResult | null {
+    if (this.serialDepth > 0 || this.exclusive || this.fatal !== null || this.closed) return null;
+    if (this.backpressured()) return null;
+    if (compareLsn(lsn, this.lastApplied) <= 0) return { ok: false, reason: 'already-applied' };
+    assert(lsn.seq > this.lastApplied.seq, 'seqs increase with LSNs (versions must increase)');
+    const keys = m.writes.map((w) => cellKeyOf(m.key, w.column));
+    if (isBlind(m, options)) return this.applyRead(lsn, m, keys, this.blindOlds(keys));
+    const olds: (MemCell | undefined)[] = [];
+    for (const k of keys) {
+      const mem = this.memCell(k);
+      if (mem === undefined) return null;
+      olds.push(mem.value === null ? undefined : mem);
+    }
+    return this.applyRead(lsn, m, keys, olds);
+  }
+
+  /** The active memtable has outgrown its limit twice over while a flush runs. */
+  private backpressured(): boolean {
+    return this.active.sizeBytes > 2 * this.memtableSizeBytesMax && this.flushing !== null;
+  }
+
+  /**
+   * A blind apply's old cells: memtables only, without an await. A cell in neither joins
+   * `unsubtracted` (its table cell, if any, is subtracted from the checksum later).
+   */
+  private blindOlds(keys: readonly string[]): (MemCell | undefined)[] {
+    const keeping = this.checksumNow !== null;
+    return keys.map((k) => {
+      const mem = this.memCell(k);
+      if (mem === undefined && keeping) this.unsubtracted.keys.add(k);
+      return mem?.value === null ? undefined : mem;
+    });
   }
 
   /**
@@ -547,24 +585,29 @@ export class RangeStore {
     if (compareLsn(lsn, this.lastApplied) <= 0) return { ok: false, reason: 'already-applied' };
     assert(lsn.seq > this.lastApplied.seq, 'seqs increase with LSNs (versions must increase)');
     // Backpressure: the active memtable may outgrow its limit while a flush runs, but boundedly.
-    while (this.active.sizeBytes > 2 * this.memtableSizeBytesMax && this.flushing !== null) {
-      await this.flushing;
-    }
+    while (this.backpressured()) await this.flushing;
     this.checkUsable();
     const keys = m.writes.map((w) => cellKeyOf(m.key, w.column));
     // Layers are consulted synchronously per key; the table read that may follow cannot be
     // overtaken: applies are serialised and a flush only writes cells that a memtable shadows.
-    // A blind apply reads memtables only, without an await; a cell in neither joins
-    // `unsubtracted` (its table cell, if any, is subtracted later).
-    const keeping = this.checksumNow !== null;
     const olds = blind
-      ? keys.map((k) => {
-          const mem = this.memCell(k);
-          if (mem === undefined && keeping) this.unsubtracted.keys.add(k);
-          return mem?.value === null ? undefined : mem;
-        })
+      ? this.blindOlds(keys)
       : await Promise.all(keys.map((k) => this.readLatest(k, prefetched)));
     this.checkUsable();
+    return this.applyRead(lsn, m, keys, olds);
+  }
+
+  /**
+   * The synchronous rest of an apply, once the old cells under its keys are read: memtable,
+   * checksum and lastApplied move together.
+   */
+  private applyRead(
+    lsn: Lsn,
+    m: RowMutation,
+    keys: readonly string[],
+    olds: readonly (MemCell | undefined)[],
+  ): StoreApplyResult {
+    const keeping = this.checksumNow !== null;
     // Counted whether the conditions hold or not: a refused record is in the log tail too.
     this.activeAppliedBytes += recordBytes(keys, m);
 
@@ -579,7 +622,6 @@ export class RangeStore {
         return { ok: false, reason: 'version-mismatch', writeIndex: i, actualVersion: actual };
       }
     }
-    // From here on synchronous: memtable, checksum and lastApplied move together.
     const previousVersions: number[] = [];
     const versions: number[] = [];
     const current = new Map<string, MemCell | undefined>();
@@ -1031,4 +1073,12 @@ export class RangeStore {
     }
     if (this.closed) throw new ClosedError(`range ${this.rangeId} store`);
   }
+}
+
+/** No condition, no delete, and no previous versions wanted: an apply that needs no table read. */
+function isBlind(m: RowMutation, options: ApplyOptions): boolean {
+  return (
+    options.previousVersions === false &&
+    m.writes.every((w) => w.expectedVersion === undefined && w.value !== null)
+  );
 }
