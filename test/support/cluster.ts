@@ -139,6 +139,9 @@ export class TestCluster {
       );
       for (const node of c.nodes) c.spawn(node);
       await c.waitForLeaders();
+      // Leaders need only a majority: a node still loading, or still waiting for its ZooKeeper
+      // session on a loaded machine, would be missing from the cluster the test then sees.
+      await c.waitForNodesStarted();
       return c;
     } catch (err) {
       // ZooKeeper's own log says why a session or a request was slow (e.g. its fsync warnings).
@@ -314,6 +317,27 @@ export class TestCluster {
     throw new Error(
       `no leader for every range within ${timeoutMs} ms: ${last}\n${await this.logTails()}`,
     );
+  }
+
+  /** Waits until every running node has finished starting (logged 'node started'). */
+  async waitForNodesStarted(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      this.checkAlive();
+      const pending: string[] = [];
+      for (const n of this.nodes) {
+        if (n.process === null) continue;
+        const lines = await this.logLines(n.id);
+        if (!lines.some((l) => l.msg === 'node started')) pending.push(n.id);
+      }
+      if (pending.length === 0) return;
+      if (Date.now() >= deadline) {
+        throw new Error(
+          `node(s) ${pending.join(', ')} not started within ${timeoutMs} ms\n${await this.logTails()}`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   /** Fails fast when a node the test did not stop has exited. */
