@@ -21,6 +21,7 @@ import {
   type WriteRowResponse,
 } from '../src/rpc/generated/skv/v1/kv.js';
 import { TestCluster } from './support/cluster.js';
+import { waitUntil } from './support/wait.js';
 
 const b = (s: string) => Buffer.from(s);
 
@@ -327,13 +328,15 @@ describe('skv cluster: public API', () => {
     // The client library picks any replica of the range for a timeline read, and the other
     // follower may apply the commit a moment later (CI at 6856cc8 read version 0 there once):
     // its reads, too, must see the write within the commit period.
-    let viaClient = 0;
-    const clientDeadline = Date.now() + 2_000;
-    while (Date.now() < clientDeadline) {
-      viaClient = (await followerClient.get('eve', 'c', { timeline: true })).version;
-      if (viaClient === v) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    const viaClient = await waitUntil(
+      'a timeline read through the client library sees the write',
+      async () => {
+        const version = (await followerClient.get('eve', 'c', { timeline: true })).version;
+        return version === v ? version : false;
+      },
+      2_000,
+      20,
+    );
     expect(viaClient).toBe(v);
   });
 });

@@ -1,6 +1,6 @@
 import { Counter, Histogram, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { NodeMetrics } from './metrics.js';
+import { NodeMetrics, REQUEST_LATENCY_BUCKETS } from './metrics.js';
 
 /** The sample lines of one metric family in a scrape. */
 function family(text: string, name: string): string[] {
@@ -33,7 +33,7 @@ describe('request metrics', () => {
       name: 'skv_request_duration_seconds',
       help: 'x',
       labelNames: ['method', 'consistency'],
-      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
+      buckets: [...REQUEST_LATENCY_BUCKETS],
       registers: [reference],
     });
     for (const [method, consistency, outcome, s] of observations) {

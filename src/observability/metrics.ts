@@ -49,7 +49,9 @@ export interface NodeMetricsSource extends StatusSource {
 }
 
 const ROLES = ['follower', 'candidate', 'leader'] as const;
-const REQUEST_LATENCY_BUCKETS = [
+const SESSION_STATES = ['connecting', 'connected', 'disconnected', 'expired', 'closed'] as const;
+/** Bounds (seconds) of `skv_request_duration_seconds`. */
+export const REQUEST_LATENCY_BUCKETS = [
   0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5,
 ] as const;
 
@@ -107,12 +109,12 @@ export class RequestTally {
   }
 }
 
+type HistogramData = MetricObjectWithValues<MetricValueWithName<'method' | 'consistency'>>;
+
 /**
  * A Prometheus histogram whose series are read from a RequestTally at scrape time (the registry
  * asks a metric for `getForPromString()`, else `get()`); it never observes anything itself.
  */
-type HistogramData = MetricObjectWithValues<MetricValueWithName<'method' | 'consistency'>>;
-
 class TalliedHistogram extends Histogram<'method' | 'consistency'> {
   constructor(
     registry: Registry,
@@ -168,7 +170,6 @@ class TalliedHistogram extends Histogram<'method' | 'consistency'> {
     return data as unknown as HistogramData;
   }
 }
-const SESSION_STATES = ['connecting', 'connected', 'disconnected', 'expired', 'closed'] as const;
 
 export class NodeMetrics implements RequestObserver {
   readonly registry = new Registry();

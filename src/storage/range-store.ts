@@ -517,7 +517,7 @@ export class RangeStore {
     for (const k of keys) {
       const mem = this.memCell(k);
       if (mem === undefined) return null;
-      olds.push(mem.value === null ? undefined : mem);
+      olds.push(live(mem));
     }
     return this.applyRead(lsn, m, keys, olds);
   }
@@ -536,7 +536,7 @@ export class RangeStore {
     return keys.map((k) => {
       const mem = this.memCell(k);
       if (mem === undefined && keeping) this.unsubtracted.keys.add(k);
-      return mem?.value === null ? undefined : mem;
+      return live(mem);
     });
   }
 
@@ -668,7 +668,7 @@ export class RangeStore {
     prefetched: Prefetch | null = null,
   ): Promise<MemCell | undefined> {
     const mem = this.memCell(cellKey);
-    if (mem !== undefined) return mem.value === null ? undefined : mem;
+    if (mem !== undefined) return live(mem);
     if (prefetched !== null && prefetched.tableEpoch === this.tableEpoch) {
       const read = prefetched.reads.get(cellKey);
       if (read !== undefined) return await read;
@@ -1073,6 +1073,11 @@ export class RangeStore {
     }
     if (this.closed) throw new ClosedError(`range ${this.rangeId} store`);
   }
+}
+
+/** A memtable cell as a read sees it: a tombstone reads as absent. */
+function live(c: MemCell | undefined): MemCell | undefined {
+  return c?.value === null ? undefined : c;
 }
 
 /** No condition, no delete, and no previous versions wanted: an apply that needs no table read. */
