@@ -247,6 +247,34 @@ describe('follower write path (S§5)', () => {
     ]);
   });
 
+  it('names the snapshot it accepted until its Ready is taken; a newer one replaces it', () => {
+    const f = replica('b', [], { knownEpoch: 1 });
+    const snap = (seq: number): Parameters<Replica['step']>[0] => ({
+      type: 'message',
+      message: {
+        type: 'snapshot',
+        from: 'a',
+        to: 'b',
+        epoch: 1,
+        lsn: lsn(1, seq),
+        data: new Uint8Array(0),
+      },
+    });
+    expect(f.snapshotToInstall()).toBeNull();
+    f.step(snap(10));
+    expect(f.snapshotToInstall()).toEqual(lsn(1, 10));
+    f.step(snap(20));
+    expect(f.snapshotToInstall()).toEqual(lsn(1, 20));
+    // Not above what it now counts as committed: refused, the accepted one stays named.
+    f.step(snap(15));
+    expect(f.snapshotToInstall()).toEqual(lsn(1, 20));
+    const rd = f.ready();
+    expect(rd.installSnapshot?.lsn).toEqual(lsn(1, 20));
+    expect(f.snapshotToInstall()).toBeNull();
+    f.advance();
+    expect(f.snapshotToInstall()).toBeNull();
+  });
+
   it('with unsafe.ackBeforeDurable the ack goes at once', () => {
     const f = replica('b', [], { unsafe: { ackBeforeDurable: true }, knownEpoch: 1 });
     const rd = step(f, {

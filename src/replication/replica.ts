@@ -414,6 +414,14 @@ export class Replica {
     );
   }
 
+  /**
+   * The LSN of a snapshot this replica accepted whose Ready has not been taken yet (a later one
+   * it accepts replaces it). The host keeps that snapshot's data until the Ready installs it.
+   */
+  snapshotToInstall(): Lsn | null {
+    return this.readyTaken ? null : (this.out.installSnapshot?.lsn ?? null);
+  }
+
   /** The outputs accumulated since the last `advance`. Call `advance` once they are handled. */
   ready(): Ready {
     assert(!this.readyTaken, 'ready() called twice without advance()');

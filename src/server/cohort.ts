@@ -51,8 +51,11 @@ export interface CohortPorts {
   sendMessage(rangeId: RangeId, m: Exclude<Message, { type: 'snapshot' }>): void;
   /** Streams the range's applied state to a peer; resolves when sent. */
   sendSnapshot(rangeId: RangeId, to: NodeId, epoch: number): Promise<void>;
-  /** Installs a received snapshot into the range store (the transfer is kept by the node). */
-  installSnapshot(rangeId: RangeId, lsn: Lsn): Promise<void>;
+  /**
+   * Installs a received snapshot into the range store (the transfer is kept by the node): claims
+   * it at once, imports it once `after` resolves (the writes ordered before it are durable).
+   */
+  installSnapshot(rangeId: RangeId, lsn: Lsn, after: Promise<void>): Promise<void>;
   /** Runs a coordinator op; claim results come back as inputs. */
   coordinate(rangeId: RangeId, op: CoordinatorOp): void;
   /** Fail-stop: the node cannot go on (fsync failure, broken invariant). */
@@ -132,6 +135,14 @@ export class Cohort {
   /** The seq the range store has applied up to (timeline reads are served from it). */
   get appliedUpTo(): number {
     return this.appliedSeq;
+  }
+
+  /**
+   * The snapshot the core accepted and has not handed to a Ready yet (one may wait behind an
+   * install in progress): the node must keep that transfer.
+   */
+  snapshotToInstall(): Lsn | null {
+    return this.replica.snapshotToInstall();
   }
 
   /**
@@ -272,8 +283,7 @@ export class Cohort {
       // The store import and the log's base record must be in place before anything after it:
       // hold later Readys until both are durable.
       const install = (async () => {
-        await this.durable;
-        await this.ports.installSnapshot(this.rangeId, snap.lsn);
+        await this.ports.installSnapshot(this.rangeId, snap.lsn, this.durable);
         await this.logView.installBase(snap.lsn);
         this.appliedSeq = snap.lsn.seq;
         this.wakeApplied();

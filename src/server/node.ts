@@ -18,7 +18,6 @@ import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Coordinator, LeaderInfo, RangeMap } from '../coordination/coordinator.js';
-import { assert } from '../core/assert.js';
 import { CorruptionError, InvalidArgumentError, SkvError } from '../core/errors.js';
 import type { NodeId, RangeId } from '../core/ids.js';
 import { compareLsn, formatLsn, type Lsn, lsnEquals } from '../core/lsn.js';
@@ -65,6 +64,7 @@ import { Cohort } from './cohort.js';
 import { writeFileDurably } from './durable-file.js';
 import { FAILPOINTS_ARMED, failpoint, onStatusSignal } from './failpoints.js';
 import { HardStateStore } from './hard-state-store.js';
+import { ReceivedSnapshots } from './received-snapshots.js';
 
 export interface NodeConfig {
   readonly id: NodeId;
@@ -480,7 +480,7 @@ export class SkvNode {
           hardStates: this.hardStates,
           sendMessage: (id, m) => this.sendPeer(id, m),
           sendSnapshot: (id, to, epoch) => this.sendSnapshot(id, to, epoch),
-          installSnapshot: (id, lsn) => this.installSnapshot(id, lsn),
+          installSnapshot: (id, lsn, after) => this.installSnapshot(id, lsn, after),
           coordinate: (id, op) => this.coordinate(id, op),
           fatal: this.fatal,
           event: (id, event, detail) => {
@@ -1052,11 +1052,10 @@ export class SkvNode {
    */
   private snapshotReceived(rangeId: RangeId, t: SnapshotTransfer, epoch: number): void {
     if (t.ended || this.stopped) return;
-    const pending = this.pendingSnapshots.get(rangeId) ?? [];
-    pending.push(t);
-    while (pending.length > SNAPSHOTS_PENDING_MAX) this.endTransfer(rangeId, pending.shift()!);
-    this.pendingSnapshots.set(rangeId, pending);
-    this.cohorts.get(rangeId)?.step({
+    this.receivedSnapshots.add(rangeId, t);
+    const cohort = this.cohorts.get(rangeId);
+    // The core may take it at once (the cohort's Ready calls installSnapshot, which claims it).
+    cohort?.step({
       type: 'message',
       message: {
         type: 'snapshot',
@@ -1067,6 +1066,7 @@ export class SkvNode {
         data: new Uint8Array(0),
       },
     });
+    this.receivedSnapshots.trim(rangeId, cohort?.snapshotToInstall() ?? null);
   }
 
   /** Drops a transfer being received: its staged cells go (the range is unchanged). */
@@ -1081,20 +1081,23 @@ export class SkvNode {
   }
 
   /** Snapshots received in full and stepped to the core, oldest first, per range. */
-  private readonly pendingSnapshots = new Map<RangeId, SnapshotTransfer[]>();
+  private readonly receivedSnapshots = new ReceivedSnapshots<SnapshotTransfer>(
+    SNAPSHOTS_PENDING_MAX,
+    (rangeId, t) => this.endTransfer(rangeId, t),
+  );
 
-  private async installSnapshot(rangeId: RangeId, lsn: Lsn): Promise<void> {
-    const pending = this.pendingSnapshots.get(rangeId) ?? [];
-    const at = pending.findIndex((p) => lsnEquals(p.lsn, lsn));
-    assert(at >= 0, 'the snapshot to install was received');
-    const t = pending[at]!;
-    // The ones received before it are older: the core will not take them after this one.
-    for (const older of pending.splice(0, at + 1))
-      if (older !== t) this.endTransfer(rangeId, older);
-    if (pending.length === 0) this.pendingSnapshots.delete(rangeId);
-    await t.written;
-    await (await t.staged).commit();
-    this.log.setCheckpoint(rangeId, lsn.seq);
+  /**
+   * Claims the received snapshot at `lsn` at once (nothing drops it afterwards), then imports it
+   * once `after` (the writes the cohort ordered before it) is durable.
+   */
+  private installSnapshot(rangeId: RangeId, lsn: Lsn, after: Promise<void>): Promise<void> {
+    const t = this.receivedSnapshots.take(rangeId, lsn);
+    return (async () => {
+      await after;
+      await t.written;
+      await (await t.staged).commit();
+      this.log.setCheckpoint(rangeId, lsn.seq);
+    })();
   }
 
   // ---- the KV backend ------------------------------------------------------------------------
