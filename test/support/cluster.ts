@@ -144,9 +144,14 @@ export class TestCluster {
       await c.waitForNodesStarted();
       return c;
     } catch (err) {
-      // ZooKeeper's own log says why a session or a request was slow (e.g. its fsync warnings).
+      // ZooKeeper's own log says why a session or a request was slow (e.g. its fsync warnings);
+      // the nodes' say why one exited (read before stop removes the directory).
       const zkLog = await readFile(path.join(zk.zk.dir, 'zookeeper.log'), 'utf8').catch(() => '');
+      const nodeLogs = await c.logTails();
       await c.stop();
+      if (err instanceof Error && !err.message.includes(nodeLogs)) {
+        err.message += `\n${nodeLogs}`;
+      }
       if (err instanceof Error) {
         err.message += `\n--- ZooKeeper log (last 20 lines)\n${zkLog.trim().split('\n').slice(-20).join('\n')}`;
       }
