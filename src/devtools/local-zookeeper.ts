@@ -7,7 +7,7 @@
 // can SIGKILL, SIGSTOP and SIGCONT the real server.
 
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -40,12 +40,68 @@ export function findZooKeeperClasspath(): string | null {
   return [...DEBIAN_CLASSPATH, ...logging].join(':');
 }
 
+/**
+ * The kernel's ephemeral port range (the local ports of outgoing connections), from
+ * /proc/sys/net/ipv4/ip_local_port_range; Linux's default when it cannot be read.
+ */
+function ephemeralPortRange(): [number, number] {
+  try {
+    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    if (lo !== undefined && hi !== undefined && lo > 0 && hi >= lo) return [lo, hi];
+  } catch {
+    // not Linux: the default below
+  }
+  return [32768, 60999];
+}
+
+/** Ports this process has handed out already (a port is handed out once). */
+const handedOut = new Set<number>();
+const FREE_PORT_TRIES = 50;
+
+/**
+ * A port free on `host` now, for a server started soon after. Chosen at random outside the
+ * ephemeral range: a port from `listen(0)` lies inside it, where any outgoing connection (a
+ * ZooKeeper client, a peer stream, another test's) may take it before the server binds it: CI
+ * saw a node fail to start with EADDRINUSE that way. Falls back to `listen(0)`.
+ */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const [lo, hi] = ephemeralPortRange();
+  // The larger stretch outside [lo, hi] among 10000..65535.
+  const below: [number, number] = [10_000, lo - 1];
+  const above: [number, number] = [hi + 1, 65_535];
+  const [from, to] = below[1] - below[0] >= above[1] - above[0] ? below : above;
+  if (to - from >= 1000) {
+    for (let i = 0; i < FREE_PORT_TRIES; i++) {
+      const port = from + Math.floor(Math.random() * (to - from + 1));
+      if (handedOut.has(port)) continue;
+      if (await canListen(host, port)) {
+        handedOut.add(port);
+        return port;
+      }
+    }
+  }
+  const port = await listenOnce(host, 0);
+  handedOut.add(port);
+  return port;
+}
+
+async function canListen(host: string, port: number): Promise<boolean> {
+  return await listenOnce(host, port).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Listens on host:port, closes, and resolves with the port it had. */
+async function listenOnce(host: string, port: number): Promise<number> {
   return await new Promise((resolve, reject) => {
     const server = net.createServer();
     server.unref();
     server.on('error', reject);
-    server.listen(0, host, () => {
+    server.listen(port, host, () => {
       const address = server.address();
       server.close(() => {
         if (address !== null && typeof address === 'object') resolve(address.port);
