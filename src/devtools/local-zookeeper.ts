@@ -44,7 +44,7 @@ export function findZooKeeperClasspath(): string | null {
  * The kernel's ephemeral port range (the local ports of outgoing connections), from
  * /proc/sys/net/ipv4/ip_local_port_range; Linux's default when it cannot be read.
  */
-function ephemeralPortRange(): [number, number] {
+function readEphemeralPortRange(): [number, number] {
   try {
     const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
       .trim()
@@ -57,6 +57,8 @@ function ephemeralPortRange(): [number, number] {
   return [32768, 60999];
 }
 
+/** Read once, at the first freePort. */
+let ephemeralPortRange: [number, number] | null = null;
 /** Ports this process has handed out already (a port is handed out once). */
 const handedOut = new Set<number>();
 const FREE_PORT_TRIES = 50;
@@ -68,7 +70,8 @@ const FREE_PORT_TRIES = 50;
  * saw a node fail to start with EADDRINUSE that way. Falls back to `listen(0)`.
  */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const [lo, hi] = ephemeralPortRange();
+  ephemeralPortRange ??= readEphemeralPortRange();
+  const [lo, hi] = ephemeralPortRange;
   // The larger stretch outside [lo, hi] among 10000..65535.
   const below: [number, number] = [10_000, lo - 1];
   const above: [number, number] = [hi + 1, 65_535];
@@ -77,7 +80,11 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
     for (let i = 0; i < FREE_PORT_TRIES; i++) {
       const port = from + Math.floor(Math.random() * (to - from + 1));
       if (handedOut.has(port)) continue;
-      if (await canListen(host, port)) {
+      const free = await listenOnce(host, port).then(
+        () => true,
+        () => false,
+      );
+      if (free) {
         handedOut.add(port);
         return port;
       }
@@ -86,13 +93,6 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   const port = await listenOnce(host, 0);
   handedOut.add(port);
   return port;
-}
-
-async function canListen(host: string, port: number): Promise<boolean> {
-  return await listenOnce(host, port).then(
-    () => true,
-    () => false,
-  );
 }
 
 /** Listens on host:port, closes, and resolves with the port it had. */

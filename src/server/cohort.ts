@@ -138,14 +138,6 @@ export class Cohort {
   }
 
   /**
-   * The snapshot the core accepted and has not handed to a Ready yet (one may wait behind an
-   * install in progress): the node must keep that transfer.
-   */
-  snapshotToInstall(): Lsn | null {
-    return this.replica.snapshotToInstall();
-  }
-
-  /**
    * Whether timeline reads may be served here (S§3): after a restart the core waits until the
    * replica has caught up with what a leader had when it first heard from one, so reads never go
    * back in time across the restart; the store (applied asynchronously) must then have reached the

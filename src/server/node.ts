@@ -1066,7 +1066,7 @@ export class SkvNode {
         data: new Uint8Array(0),
       },
     });
-    this.receivedSnapshots.trim(rangeId, cohort?.snapshotToInstall() ?? null);
+    this.receivedSnapshots.trim(rangeId, cohort?.replica.snapshotToInstall() ?? null);
   }
 
   /** Drops a transfer being received: its staged cells go (the range is unchanged). */

@@ -61,7 +61,7 @@ export class ReceivedSnapshots<T extends { readonly lsn: Lsn }> {
     return t;
   }
 
-  /** How many are kept for the range (tests, status). */
+  /** How many are kept for the range (tests). */
   count(rangeId: RangeId): number {
     return this.byRange.get(rangeId)?.length ?? 0;
   }

@@ -149,10 +149,8 @@ export class TestCluster {
       const zkLog = await readFile(path.join(zk.zk.dir, 'zookeeper.log'), 'utf8').catch(() => '');
       const nodeLogs = await c.logTails();
       await c.stop();
-      if (err instanceof Error && !err.message.includes(nodeLogs)) {
-        err.message += `\n${nodeLogs}`;
-      }
       if (err instanceof Error) {
+        if (!err.message.includes(nodeLogs)) err.message += `\n${nodeLogs}`;
         err.message += `\n--- ZooKeeper log (last 20 lines)\n${zkLog.trim().split('\n').slice(-20).join('\n')}`;
       }
       throw err;
