@@ -443,7 +443,7 @@ export class SkvNode {
 
   private async startCohort(range: KeyRange): Promise<void> {
     const rangeId = range.rangeId;
-    const store = await this.storage.openRange(rangeId);
+    const store = this.storage.range(rangeId);
     const view = this.log.cohort(rangeId);
     const base = store.checkpointLsn;
     const entries: Entry[] = [];

@@ -1,5 +1,5 @@
 import { readdirSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, open as openFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdtemp, open as openFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -10,9 +10,7 @@ import {
   decodeSnapshotChunk,
   encodeCellKey,
   encodeDataValue,
-  encodeMeta,
   encodeSnapshotChunk,
-  metaKey,
   type SnapshotCell,
 } from './encoding.js';
 import { LevelTableStore } from './level/level-table-store.js';
@@ -93,7 +91,7 @@ describe('checkpoint durability against LevelDB WAL damage', () => {
 
   it('flushed data and its checkpoint survive damage to every LevelDB .log after reopen', async () => {
     const dir = await freshDir();
-    const levelDir = join(dir, 'tables', '3');
+    const levelDir = join(dir, 'sstables');
     const tablesAtReport: number[] = [];
     const logBytesAtReport: number[] = [];
     let node = await openNode(dir, {
@@ -280,104 +278,27 @@ describe('range snapshots', () => {
     await expect(node.importSnapshot(1, broken(), lsn(1, 5))).rejects.toThrow('peer went away');
     expect((await r.scan(b(''), null)).rows.map((x) => x.key.toString())).toEqual(['k']);
     await closeNode(node);
-    // Simulate a crash in the middle of an import: cells under a generation no meta names; and
-    // a range database created and written but never flushed (no meta record).
-    const t = await LevelTableStore.open(join(dir, 'tables', '1'));
+    // Simulate a crash in the middle of an import: cells under a generation no meta names.
+    const t = await LevelTableStore.open(join(dir, 'sstables'));
     await t.write([
       {
         type: 'put',
         key: Buffer.concat([dataPrefix(1, 1), encodeCellKey(b('zz'), b('c'))]),
         value: encodeDataValue(3, b('junk')),
       },
-    ]);
-    await t.close();
-    const unflushed = await LevelTableStore.open(join(dir, 'tables', '9'));
-    await unflushed.write([
       {
         type: 'put',
         key: Buffer.concat([dataPrefix(9, 0), encodeCellKey(b('x'), b('c'))]),
         value: encodeDataValue(3, b('junk')),
       },
     ]);
-    await unflushed.close();
+    await t.close();
     node = await openNode(dir);
     expect(node.garbageCollectedAtOpen).toBe(2);
     expect((await node.range(1).scan(b(''), null)).rows.map((x) => x.key.toString())).toEqual([
       'k',
     ]);
     expect((await node.range(9).scan(b(''), null)).rows).toEqual([]);
-  });
-
-  it('each range has a database of its own; dropRange deletes it, and a half-deleted one is removed at open', async () => {
-    const dir = await freshDir();
-    let node = await openNode(dir);
-    await node.range(1).apply(lsn(1, 1), put('k1', 'c', 'v1'));
-    await node.range(2).apply(lsn(1, 1), put('k2', 'c', 'v2'));
-    await node.flushAll();
-    expect((await readdir(join(dir, 'tables'))).sort()).toEqual(['1', '2']);
-    await node.dropRange(2);
-    expect(await readdir(join(dir, 'tables'))).toEqual(['1']);
-    await closeNode(node);
-    // A crash in the middle of a delete leaves a renamed directory: the next open removes it.
-    await mkdir(join(dir, 'tables', '7.123.dropped', 'x'), { recursive: true });
-    node = await openNode(dir);
-    expect(await readdir(join(dir, 'tables'))).toEqual(['1']);
-    expect(node.persistedRangeIds()).toEqual([1]);
-    expect(await node.range(1).get(b('k1'), b('c'))).toMatchObject({ value: b('v1') });
-  });
-
-  it("a range database holding another range's meta record, or a stray entry, fails the open", async () => {
-    const dir = await freshDir();
-    const node = await openNode(dir);
-    await node.range(1).apply(lsn(1, 1), put('k', 'c', 'v'));
-    await node.flushAll();
-    await closeNode(node);
-    await rename(join(dir, 'tables', '1'), join(dir, 'tables', '4'));
-    await expect(NodeStorage.open(dir)).rejects.toThrow(/meta record of another range/);
-    await rename(join(dir, 'tables', '4'), join(dir, 'tables', 'x4'));
-    await expect(NodeStorage.open(dir)).rejects.toThrow(/unexpected entry/);
-  });
-
-  it('the shared database of older builds keeps serving the ranges it holds; new ranges get their own', async () => {
-    const dir = await freshDir();
-    // The layout before per-range databases: one LevelDB under sstables/ with range 3 in it.
-    const shared = await LevelTableStore.open(join(dir, 'sstables'));
-    await shared.write([
-      {
-        type: 'put',
-        key: metaKey(3),
-        value: encodeMeta({ generation: 0, checkpointLsn: lsn(1, 4), checksum: 0n }),
-      },
-      {
-        type: 'put',
-        key: Buffer.concat([dataPrefix(3, 0), encodeCellKey(b('old'), b('c'))]),
-        value: encodeDataValue(4, b('kept')),
-      },
-    ]);
-    await shared.flushToTables();
-    await shared.close();
-    let node = await openNode(dir);
-    expect(node.persistedRangeIds()).toEqual([3]);
-    expect(node.checkpointLsn(3)).toEqual(lsn(1, 4));
-    const r3 = node.range(3);
-    expect(await r3.get(b('old'), b('c'))).toMatchObject({ value: b('kept'), version: 4 });
-    await r3.apply(lsn(1, 5), put('new', 'c', 'v5'));
-    await node.range(8).apply(lsn(1, 1), put('k8', 'c', 'v8'));
-    await node.flushAll();
-    await closeNode(node);
-    expect(await readdir(join(dir, 'tables'))).toEqual(['8']);
-    node = await openNode(dir);
-    expect(node.persistedRangeIds()).toEqual([3, 8]);
-    expect(node.checkpointLsn(3)).toEqual(lsn(1, 5));
-    expect((await node.range(3).scan(b(''), null)).rows.map((x) => x.key.toString())).toEqual([
-      'new',
-      'old',
-    ]);
-    expect(await node.range(8).get(b('k8'), b('c'))).toMatchObject({ value: b('v8') });
-    await node.dropRange(3);
-    await closeNode(node);
-    node = await openNode(dir);
-    expect(node.persistedRangeIds()).toEqual([8]);
   });
 
   it('dropRange removes data and checkpoint for good', async () => {

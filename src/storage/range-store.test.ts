@@ -817,7 +817,7 @@ describe('RangeStore staged snapshot imports (a receiver holds a chunk, not the 
     expect(cells((await r.scan(b(''), null)).rows)).toEqual(['n/c=new']);
     // Only the committed generation holds data: nothing is left for a reopen to collect.
     await closeNode(node);
-    const t = await LevelTableStore.open(join(dir, 'tables', '1'));
+    const t = await LevelTableStore.open(join(dir, 'sstables'));
     const perGeneration: number[] = [];
     for (let g = 0; g <= 3; g++) {
       let n = 0;

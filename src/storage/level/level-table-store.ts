@@ -48,7 +48,6 @@ type LevelSnapshot = ReturnType<Db['snapshot']>;
 export interface LevelTableStoreOptions {
   /** LevelDB's own write buffer (its memtable); ours is separate. */
   readonly writeBufferSizeBytes?: number;
-  /** LevelDB's block cache. A node opens one database per range, each with its own cache. */
   readonly cacheSizeBytes?: number;
 }
 
@@ -71,7 +70,7 @@ export class LevelTableStore implements TableStore {
       valueEncoding: 'buffer',
       createIfMissing: true,
       writeBufferSize: options.writeBufferSizeBytes ?? 16 * 1024 * 1024,
-      cacheSize: options.cacheSizeBytes ?? 16 * 1024 * 1024,
+      cacheSize: options.cacheSizeBytes ?? 32 * 1024 * 1024,
     });
     await db.open();
     return new LevelTableStore(db, location);
