@@ -175,6 +175,7 @@ export class NodeMetrics implements RequestObserver {
   readonly registry = new Registry();
   /** Request counts and latencies, handed to their counter and histogram at scrape. */
   private readonly tally = new RequestTally(REQUEST_LATENCY_BUCKETS);
+  private readonly forwarded: Counter<'method' | 'consistency'>;
   private readonly fsyncSeconds: Histogram;
   private readonly batchRecords: Histogram;
   private readonly cohortEvents: Counter<'range' | 'event'>;
@@ -208,6 +209,12 @@ export class NodeMetrics implements RequestObserver {
       'Request latency at this node (forwarding included), by method and consistency',
       tally,
     );
+    this.forwarded = new Counter({
+      name: 'skv_requests_forwarded_total',
+      help: 'Requests this node relayed to their range leader, which answered them (both nodes count them in skv_requests_total): clients with a stale range map, or plain gRPC clients',
+      labelNames: ['method', 'consistency'],
+      registers: [registry],
+    });
     this.fsyncSeconds = new Histogram({
       name: 'skv_log_fsync_duration_seconds',
       help: "Duration of the shared commit log's fdatasync, one per group commit",
@@ -367,9 +374,16 @@ export class NodeMetrics implements RequestObserver {
     this.source = source;
   }
 
-  observe(method: string, consistency: string, outcome: string, seconds: number): void {
+  observe(
+    method: string,
+    consistency: string,
+    outcome: string,
+    seconds: number,
+    forwarded = false,
+  ): void {
     this.tally.observe(method, consistency, outcome, seconds);
     this.live.observe(method, seconds);
+    if (forwarded) this.forwarded.inc({ method, consistency });
   }
 
   leaderElected(rangeId: number, leader: string, epoch: number): void {

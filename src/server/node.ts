@@ -102,7 +102,18 @@ export interface NodeConfig {
 
 /** Receives one observation per request served (the metrics adapter implements it). */
 export interface RequestObserver {
-  observe(method: string, consistency: string, outcome: string, seconds: number): void;
+  /**
+   * One request from a client, as this node answered it. `forwarded`: this node relayed it to
+   * the range leader, which answered it (and counts it too): a client with a stale range map,
+   * or a plain gRPC client.
+   */
+  observe(
+    method: string,
+    consistency: string,
+    outcome: string,
+    seconds: number,
+    forwarded?: boolean,
+  ): void;
   /** This node learnt a range's new leader (or a new epoch of it): the status page's elections. */
   leaderElected?(rangeId: RangeId, leader: NodeId, epoch: number): void;
   /** One group commit of the shared log: its fdatasync time and the batch it made durable. */
@@ -1124,7 +1135,9 @@ export class SkvNode {
     if (remaining <= 0)
       throw new SkvError('deadline-exceeded', 'deadline exceeded before forwarding');
     try {
-      return await this.deps.transport.call(address, op, remaining, true);
+      const answer = await this.deps.transport.call(address, op, remaining, true);
+      this.relayed.add(ctx);
+      return answer;
     } catch (err) {
       if (err instanceof RemoteError && err.code === 'not-leader') {
         throw new NotLeaderError(err.message, err.leaderHint);
@@ -1140,10 +1153,14 @@ export class SkvNode {
     throw err;
   }
 
+  /** Requests this node relayed to their range leader, which answered them (see `forward`). */
+  private readonly relayed = new WeakSet<CallContext>();
+
   /** Runs one request and reports it to the observer (method, consistency, outcome, latency). */
   private async observed<T>(
     method: string,
     consistency: string,
+    ctx: CallContext,
     run: () => Promise<T>,
   ): Promise<T> {
     const observer = this.deps.requests;
@@ -1158,7 +1175,13 @@ export class SkvNode {
       outcome = err instanceof SkvError ? err.code : 'internal';
       throw err;
     } finally {
-      observer.observe(method, consistency, outcome, (performance.now() - started) / 1000);
+      observer.observe(
+        method,
+        consistency,
+        outcome,
+        (performance.now() - started) / 1000,
+        this.relayed.has(ctx),
+      );
     }
   }
 
@@ -1186,19 +1209,19 @@ export class SkvNode {
   }
 
   write(mutation: RowMutation, ctx: CallContext, options: WriteOptions = {}): Promise<ApplyResult> {
-    return this.observed('write', 'strong', () =>
+    return this.observed('write', 'strong', ctx, () =>
       this.riding(ctx, () => this.doWrite(mutation, ctx, options)),
     );
   }
 
   get(req: ValidGet, ctx: CallContext): Promise<GetResult> {
-    return this.observed('get', consistencyName(req.consistency), () =>
+    return this.observed('get', consistencyName(req.consistency), ctx, () =>
       this.riding(ctx, () => this.doGet(req, ctx)),
     );
   }
 
   readRow(req: ValidReadRow, ctx: CallContext): Promise<readonly CellValue[]> {
-    return this.observed('readRow', consistencyName(req.consistency), () =>
+    return this.observed('readRow', consistencyName(req.consistency), ctx, () =>
       this.riding(ctx, () => this.doReadRow(req, ctx)),
     );
   }
