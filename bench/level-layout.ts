@@ -1,13 +1,13 @@
 // Benchmark of the storage layout under LevelDB alone: one database holding three ranges (the
-// node layout before per-range databases) against three databases of one range each, at a
-// given number of rows. Through the product's adapter (LevelTableStore: batched gets, sliced
-// write batches, flushToTables).
+// node's layout) against three databases of one range each, at a given number of rows. Through
+// the product's adapter (LevelTableStore: batched gets, sliced write batches, flushToTables).
 //
-// Load N rows in a random order (130-byte values, keys shaped like the node's: range prefix,
-// 16-byte row key, column), wait until LevelDB is idle, then run cycles of: W random overwrites
-// and a forced flush to level 0 (as a memtable flush does), R random reads (gets of 256 keys at a
-// time, 8 batches in flight), and the wait until compaction is idle again. Prints one JSON line
-// per phase: wall time, process CPU (every thread: compaction included) and LevelDB's levels.
+// Load N rows in a random order (130-byte values, the bench's 16-byte row keys encoded as the
+// node stores them: range prefix, cell key), wait until LevelDB is idle, then run cycles of: W
+// random overwrites and a forced flush to level 0 (as a memtable flush does), R random reads
+// (gets of 256 keys at a time, 8 batches in flight), and the wait until compaction is idle
+// again. Prints one JSON line per phase: wall time, process CPU (every thread: compaction
+// included) and LevelDB's levels.
 //
 // Run: node dist/bench/level-layout.js --dbs 1|3 --rows 10000000 [--cycles 3] [--dir PATH]
 // The data goes under --dir (kept), or a temp dir (removed).
@@ -17,8 +17,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import { dataPrefix, encodeCellKey } from '../src/storage/encoding.js';
 import { LevelTableStore } from '../src/storage/level/level-table-store.js';
-import { ValuePool } from './keys.js';
+import { fieldName, keyName, ValuePool } from './keys.js';
 import { Random } from './random.js';
 
 const RANGES = 3;
@@ -50,21 +51,11 @@ const random = new Random(Number(args.seed));
 const values = new ValuePool(random, VALUE_BYTES);
 const nextUint32 = (): number => random.nextUint32();
 
-/** Row i's range and key: 0x01 range:u32 generation:u32, then `user` + 12 hex digits, column. */
+/** Row i: its range, and its key as the node stores it (range prefix, cell key of field0). */
 function rowKey(i: number): { range: number; key: Buffer } {
   const range = i % RANGES;
-  const key = Buffer.alloc(9 + 16 + 2 + 6);
-  key[0] = 1;
-  key.writeUInt32BE(range, 1);
-  key.writeUInt32BE(0, 5);
-  const hex =
-    (Math.imul(i, 2654435761) >>> 0).toString(16).padStart(8, '0') +
-    (i % 65536).toString(16).padStart(4, '0');
-  key.write(`user${hex}`, 9, 'latin1');
-  key[25] = 0;
-  key[26] = 1;
-  key.write('field0', 27, 'latin1');
-  return { range, key };
+  const cell = encodeCellKey(Buffer.from(keyName(i, 'hashed')), Buffer.from(fieldName(0)));
+  return { range, key: Buffer.concat([dataPrefix(range, 0), cell]) };
 }
 
 function cpuSeconds(): number {
@@ -75,14 +66,15 @@ function cpuSeconds(): number {
 const root = args.dir ?? (await mkdtemp(join(tmpdir(), 'skv-level-layout-')));
 const stores: LevelTableStore[] = [];
 for (let d = 0; d < DBS; d++) stores.push(await LevelTableStore.open(join(root, `db${d}`)));
-const storeOf = (range: number): LevelTableStore => stores[DBS === 1 ? 0 : range]!;
+/** The database that holds `range`'s rows. */
+const dbOf = (range: number): number => (DBS === 1 ? 0 : range);
 
 async function write(count: number, pick: (j: number) => number): Promise<void> {
   const batches: Array<Array<{ type: 'put'; key: Buffer; value: Buffer }>> = stores.map(() => []);
   const pending: Promise<void>[] = [];
   for (let j = 0; j < count; j++) {
     const { range, key } = rowKey(pick(j));
-    const d = DBS === 1 ? 0 : range;
+    const d = dbOf(range);
     batches[d]!.push({ type: 'put', key, value: values.next() });
     if (batches[d]!.length >= WRITE_BATCH_OPS) {
       pending.push(stores[d]!.write(batches[d]!.splice(0)));
@@ -104,7 +96,7 @@ async function read(count: number): Promise<{ reads: number; found: number }> {
       const gets: Promise<Buffer | undefined>[] = [];
       for (let j = 0; j < READ_BATCH_KEYS; j++) {
         const { range, key } = rowKey(nextUint32() % ROWS);
-        gets.push(storeOf(range).get(key));
+        gets.push(stores[dbOf(range)]!.get(key));
       }
       for (const v of await Promise.all(gets)) if (v !== undefined) found++;
     }

@@ -1,14 +1,10 @@
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { freePort } from './local-zookeeper.js';
+import { freePort, readEphemeralPortRange } from './local-zookeeper.js';
 
 describe('freePort', () => {
   it('hands out distinct ports outside the ephemeral range that a server can listen on', async () => {
-    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
-      .trim()
-      .split(/\s+/)
-      .map(Number) as [number, number];
+    const [lo, hi] = readEphemeralPortRange();
     const ports: number[] = [];
     for (let i = 0; i < 20; i++) ports.push(await freePort());
     expect(new Set(ports).size).toBe(ports.length);

@@ -44,7 +44,7 @@ export function findZooKeeperClasspath(): string | null {
  * The kernel's ephemeral port range (the local ports of outgoing connections), from
  * /proc/sys/net/ipv4/ip_local_port_range; Linux's default when it cannot be read.
  */
-function readEphemeralPortRange(): [number, number] {
+export function readEphemeralPortRange(): [number, number] {
   try {
     const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
       .trim()
