@@ -48,8 +48,8 @@ describe('metrics', () => {
     const servedWrites = total('skv_requests_total', { method: 'write', outcome: 'ok' });
     // A request that reaches a node no longer leading its range (the client's map is stale
     // while a leadership moves) is relayed to the leader and counted by both, once as relayed.
-    // CI once counted 31 strong reads for 30 sent, one of them at a node that was not the
-    // leader at the end: most likely such a relay (its logs were not kept).
+    // CI once counted 31 strong reads for 30 sent, 1 at n1 and 30 at n2: most likely such a
+    // relay (its logs were not kept).
     const relayed = (method: string, consistency: string) =>
       total('skv_requests_forwarded_total', { method, consistency });
     // The client library sends every write to its range leader: each answered exactly once.
