@@ -21,6 +21,7 @@ import { NotLeaderError } from './backend.js';
 import {
   KVClient,
   type PutResponse,
+  type RangeMapResponse,
   type SessionRequest,
   SessionRequestBatch,
   SessionResponseBatch,
@@ -91,8 +92,10 @@ class MemoryBackend implements KvBackend {
     yield [{ key: Buffer.from('a'), cells: [] }];
     yield [{ key: Buffer.from('b'), cells: [] }];
   }
+  /** What rangeMap answers: none until a test gives it some (a node that has read no map). */
+  mapRanges: RangeMapView['ranges'] = [];
   async rangeMap(): Promise<RangeMapView> {
-    return { version: 1, ranges: [], nodes: [] };
+    return { version: 1, ranges: this.mapRanges, nodes: [] };
   }
 }
 
@@ -276,6 +279,27 @@ describe('KV gRPC edge', () => {
     )) as ServiceError;
     expect(err.code).toBe(status.INVALID_ARGUMENT);
     expect(backend.seq).toBe(before);
+  });
+
+  it('answers RangeMap UNAVAILABLE while the node has read no map, then the map', async () => {
+    const rangeMap = () =>
+      new Promise<RangeMapResponse>((resolve, reject) =>
+        client.rangeMap({}, (err, res) => (err ? reject(err) : resolve(res))),
+      );
+    await expect(rangeMap()).rejects.toMatchObject({
+      code: status.UNAVAILABLE,
+      details: expect.stringContaining('has not read the range map'),
+    });
+    backend.mapRanges = [
+      { rangeId: 0, start: b(''), end: null, members: ['n1'], leader: 'n1', epoch: 3 },
+    ];
+    try {
+      const map = await rangeMap();
+      expect(map.ranges).toHaveLength(1);
+      expect(map.ranges[0]).toMatchObject({ rangeId: 0, leader: 'n1', epoch: 3n });
+    } finally {
+      backend.mapRanges = [];
+    }
   });
 
   it('puts the leader hint in metadata', async () => {

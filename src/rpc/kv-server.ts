@@ -396,6 +396,14 @@ export class KvEdge {
   ) =>
     this.unary(call, cb, async (_req: RangeMapRequest) => {
       const view = await this.backend.rangeMap();
+      // A map covers the whole key space with at least one range: none means this node has not
+      // read it yet (it just started). An empty answer would leave a client with no routes.
+      if (view.ranges.length === 0) {
+        throw new SkvError(
+          'unavailable',
+          'this node has not read the range map from ZooKeeper yet; ask another node',
+        );
+      }
       return {
         version: BigInt(view.version),
         ranges: view.ranges.map((r) => ({
