@@ -18,6 +18,7 @@ import {
 import { txVersion, ZK } from '../src/coordination/zookeeper/zk-session.js';
 import type { SkvError } from '../src/core/errors.js';
 import { lsn } from '../src/core/lsn.js';
+import { waitUntil } from './support/wait.js';
 import { startWithholdingProxy } from './support/zk-withholding-proxy.js';
 import { startTestZooKeeper, type TestZooKeeper } from './support/zookeeper.js';
 
@@ -632,26 +633,20 @@ describe('ZooKeeperCoordinator session expiry', () => {
       15_000,
       'a session again',
     );
+    // A session that resumed can still be expired by the server a moment later (its expiry
+    // thread ran after the queued pings were answered): the adapter then reports the loss and
+    // opens a new session. So a read that fails meanwhile is retried, within a bound.
+    await waitUntil(
+      'a read after the freeze',
+      async () => {
+        await a.readEpoch(0);
+        return true;
+      },
+      15_000,
+    );
     console.log(
       `freeze: leadership unsafe ${unsafeAfterMs.toFixed(0)} ms after the server froze ` +
         `(session ${a.sessionTimeoutMs} ms, grace ${a.leadershipGraceMs} ms); events`,
-      events.all().map((e) => e.kind),
-    );
-    // A session that resumed can still be expired by the server a moment later (its expiry
-    // thread ran after the queued pings were answered): the adapter then reports the loss and
-    // opens a new session. So retry a read that fails as unavailable, within a bound.
-    const readBy = performance.now() + 15_000;
-    for (;;) {
-      try {
-        await a.readEpoch(0);
-        break;
-      } catch (err) {
-        if ((err as SkvError).code !== 'unavailable' || performance.now() > readBy) throw err;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    console.log(
-      'freeze: events once a read succeeded',
       events.all().map((e) => e.kind),
     );
     expect(a.isLeadershipSafe()).toBe(true);

@@ -36,6 +36,7 @@ import type { SkvClient } from '../../src/client/index.js';
 import { POWER_LOSS_SYNC_MS_ENV } from '../../src/log/power-loss-fs.js';
 import type { Prng } from '../../src/sim/prng.js';
 import type { TestCluster, TestNode } from '../support/cluster.js';
+import { waitUntil } from '../support/wait.js';
 import { damageLog, type LogDamageKind } from './log-damage.js';
 import {
   dropBothWays,
@@ -182,27 +183,27 @@ export class Nemesis {
     const speeds = this.cluster.nodes.map((n) =>
       Number(this.nodeEnv.get(n.id)?.[POWER_LOSS_SYNC_MS_ENV]),
     );
-    if (this.powerLossSyncMsMax === 0 || speeds.some((x) => !Number.isFinite(x)))
-      return await this.leaderOrRandom();
+    if (speeds.some((x) => !Number.isFinite(x))) return await this.leaderOrRandom();
     const fastest = Math.min(...speeds);
     const fast = this.cluster.nodes[speeds.indexOf(fastest)]!.id;
     const since = this.now();
-    while (this.now() - since < FAST_LEADER_WAIT_MS) {
-      try {
+    const led = await waitUntil(
+      `${fast} (fast disk) leads a range`,
+      async () => {
         const map = await this.cluster.rangeMap(1000);
         const led = map.ranges.filter((r) => r.leader === fast);
-        if (led.length > 0) {
-          const r = this.rng.pick(led);
-          const waited = Math.round(this.now() - since);
-          return {
-            id: fast,
-            what: `leader of range ${r.rangeId}, on the fast disk (${fastest} ms), after ${waited} ms`,
-          };
-        }
-      } catch {
-        // retry until the bound
-      }
-      await sleep(200);
+        return led.length > 0 ? led : null;
+      },
+      FAST_LEADER_WAIT_MS,
+      200,
+    ).catch(() => null);
+    if (led !== null) {
+      const r = this.rng.pick(led);
+      const waited = Math.round(this.now() - since);
+      return {
+        id: fast,
+        what: `leader of range ${r.rangeId}, on the fast disk (${fastest} ms), after ${waited} ms`,
+      };
     }
     return await this.leaderOrRandom();
   }
