@@ -55,6 +55,36 @@ async function readWithRetry(
   return null;
 }
 
+/** Each node's view of every range (its SIGUSR2 status) and its last log lines, compactly. */
+async function stuckDiagnostics(cluster: TestCluster, nemesis: Nemesis): Promise<string[]> {
+  const out: string[] = [];
+  for (const n of cluster.nodes) {
+    const st = await nemesis.status(n.id);
+    out.push(
+      `${n.id} status: ${
+        st === null
+          ? 'no answer'
+          : st
+              .map(
+                (c) =>
+                  `r${c.rangeId} ${c.role}${c.voter ? '' : ' non-voter'} epoch ${c.currentEpoch}/${c.fenceEpoch} hint ${c.leaderHint} last ${c.lastLsn.epoch}.${c.lastLsn.seq} durable ${c.durableSeq} commit ${c.commitSeq} applied ${c.appliedSeq}${c.serving ? ' serving' : ''}`,
+              )
+              .join('; ')
+      }`,
+    );
+  }
+  for (const n of cluster.nodes) {
+    const lines = (await cluster.logLines(n.id)).filter((l) => l.msg !== 'status').slice(-12);
+    for (const l of lines) {
+      const { level: _l, time, pid: _p, node: _n, hostname: _h, ...rest } = l;
+      out.push(
+        `${n.id} ${typeof time === 'number' ? new Date(time).toISOString().slice(11, 23) : ''} ${JSON.stringify(rest).slice(0, 300)}`,
+      );
+    }
+  }
+  return out;
+}
+
 export async function runChecks(ctx: {
   config: JepsenConfig;
   cluster: TestCluster;
@@ -125,6 +155,11 @@ export async function runChecks(ctx: {
       `final reads: ${unread} set keys could not be read within ${FINAL_READ_MS_MAX} ms`,
     );
   const counterRead = await readWithRetry(client, workloads.counter.key, deadline, now);
+  if (unread > 0 || counterRead === null || nemesis.finalRecoveryMs === null) {
+    // A range that stays unavailable after every heal: what each node thinks of each range, and
+    // what the nodes logged last, while they still run (CI keeps only the test's output).
+    figures.diagnostics = await stuckDiagnostics(cluster, nemesis);
+  }
 
   // Stop the nodes (keep their data) and read the committed logs.
   await Promise.all(cluster.nodes.map((n) => cluster.kill(n.id)));

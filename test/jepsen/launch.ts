@@ -114,6 +114,8 @@ export function summarize(r: JepsenReport): string {
         `  - t=${(x.startMs / 1000).toFixed(1)}s ${x.kind} [${x.target}] heal+${x.recoveredMs === null ? 'never' : Math.round(x.recoveredMs)}ms ${x.detail}`,
     ),
     ...r.failures.map((x) => `  FAILURE ${x}`),
+    ...(r.ok ? [] : ((f.notes as string[] | undefined) ?? []).map((x) => `  note: ${x}`)),
+    ...((f.diagnostics as string[] | undefined) ?? []).map((x) => `  diagnostics: ${x}`),
   ];
   return lines.join('\n');
 }

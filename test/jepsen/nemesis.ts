@@ -81,8 +81,14 @@ export interface CohortStatus {
   role: string;
   voter: boolean;
   timelineReadable: boolean;
+  currentEpoch: number;
+  fenceEpoch: number;
+  leaderHint: string | null;
+  lastLsn: { epoch: number; seq: number };
+  durableSeq: number;
   commitSeq: number;
   appliedSeq: number;
+  serving: boolean;
   digest: { lsn: { epoch: number; seq: number }; checksum: string };
 }
 
