@@ -154,6 +154,11 @@ const GC_INTERVAL_MS = 5_000;
  */
 export const LOG_RETAIN_BYTES_DEFAULT = 512 * 1024 * 1024;
 const DEFAULT_TICK_MS = 50;
+/**
+ * How often every range is checked for an orphaned leader znode of ours (resignIfOrphaned), on
+ * top of the checks after each view read: cheap (two map lookups per range) until one exists.
+ */
+const ORPHAN_CHECK_MS = 1000;
 export const LEADER_HANDOFF_MS_DEFAULT = 5_000;
 /** A hand-over whose preferred member has not matched the log by then is abandoned. */
 const HANDOFF_TIMEOUT_MS = 1_000;
@@ -740,27 +745,51 @@ export class SkvNode {
    * leaderless for as long as this session lives. Delete it (resignLeader removes it only if this
    * session owns it) and the members elect again. Only while leadership is safe and the replica
    * is a plain follower: a candidate may be in the middle of its own claim.
+   *
+   * The replica's role is read in a microtask: the view this is called after was fed to the
+   * cohort as queued inputs (Cohort.step), and only once they are stepped does the role reflect
+   * it. Read at once, a candidate of a stale round (the cached view fed after a ZooKeeper outage)
+   * that the fresh view is about to return to follower looked like a candidate, the check was
+   * skipped, and nothing checked again: the range stayed leaderless (a Jepsen run in CI at
+   * e97bc2e). tick() also checks every ORPHAN_CHECK_MS, whatever the view did.
    */
   private resignIfOrphaned(rangeId: RangeId): void {
-    if (!this.sessionUp || !this.leadershipSafe || this.stopped) return;
-    const cohort = this.cohorts.get(rangeId);
-    if (cohort === undefined || this.leaders.get(rangeId)?.nodeId !== this.id) return;
-    if (cohort.replica.status().role !== 'follower') return;
-    this.deps.coordinator.resignLeader(rangeId).then(
-      (removed) => {
-        if (removed) {
-          this.say('warn', 'removed an orphaned leader znode (stepped down, session survived)', {
-            range: rangeId,
-          });
-        }
-      },
-      (err: unknown) =>
-        this.say('warn', 'removing an orphaned leader znode failed', {
-          range: rangeId,
-          error: String(err),
-        }),
-    );
+    queueMicrotask(() => {
+      if (!this.sessionUp || !this.leadershipSafe || this.stopped) return;
+      const cohort = this.cohorts.get(rangeId);
+      if (cohort === undefined || this.leaders.get(rangeId)?.nodeId !== this.id) return;
+      if (cohort.replica.status().role !== 'follower') return;
+      if (this.resigning.has(rangeId)) return;
+      this.resigning.add(rangeId);
+      this.deps.coordinator
+        .resignLeader(rangeId)
+        .then(
+          (removed) => {
+            if (removed) {
+              this.say(
+                'warn',
+                'removed an orphaned leader znode (stepped down, session survived)',
+                { range: rangeId },
+              );
+              return;
+            }
+            // Not ours or gone, while our view says it names us: the view is behind.
+            const view = this.views.get(rangeId);
+            if (view !== undefined && !this.stopped) this.refreshView(rangeId, view);
+          },
+          (err: unknown) =>
+            this.say('warn', 'removing an orphaned leader znode failed', {
+              range: rangeId,
+              error: String(err),
+            }),
+        )
+        .finally(() => this.resigning.delete(rangeId));
+    });
   }
+
+  /** Ranges with a resignLeader of resignIfOrphaned in flight. */
+  private readonly resigning = new Set<RangeId>();
+  private lastOrphanCheckMs = 0;
 
   /** Re-feed the coordinator's view to every cohort (after a session came back). */
   private refreshViews(): void {
@@ -785,6 +814,11 @@ export class SkvNode {
         this.refreshViews();
         for (const rangeId of this.cohorts.keys()) this.resignIfOrphaned(rangeId);
       }
+    }
+    const now = performance.now();
+    if (now - this.lastOrphanCheckMs >= ORPHAN_CHECK_MS) {
+      this.lastOrphanCheckMs = now;
+      for (const rangeId of this.cohorts.keys()) this.resignIfOrphaned(rangeId);
     }
     for (const c of this.cohorts.values()) c.step({ type: 'tick' });
   }
