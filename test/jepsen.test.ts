@@ -138,20 +138,30 @@ describe.skipIf(problem !== null)('jepsen: real clusters under a seeded fault sc
         attempt < DURABILITY_SANITY.attempts && caught.length === 0;
         attempt++
       ) {
-        const report = await runJepsen(
-          {
-            seed: DURABILITY_SANITY.seed + attempt,
-            durationMs: DURABILITY_SANITY.durationMs,
-            serverArgs: ['--unsafe-ack-before-durable'],
-            failpoints: '',
-            schedule: 'power-cuts',
-            powerLossSyncMs: DURABILITY_SANITY.powerLossSyncMs,
-          },
-          {
-            timeoutMs: DURABILITY_SANITY.durationMs + 150_000,
-            ...(keepDir === undefined ? {} : { keepDir }),
-          },
-        );
+        let report: JepsenReport;
+        try {
+          report = await runJepsen(
+            {
+              seed: DURABILITY_SANITY.seed + attempt,
+              durationMs: DURABILITY_SANITY.durationMs,
+              serverArgs: ['--unsafe-ack-before-durable'],
+              failpoints: '',
+              schedule: 'power-cuts',
+              powerLossSyncMs: DURABILITY_SANITY.powerLossSyncMs,
+            },
+            {
+              timeoutMs: DURABILITY_SANITY.durationMs + 150_000,
+              ...(keepDir === undefined ? {} : { keepDir }),
+            },
+          );
+        } catch (err) {
+          // The unsafe build can wedge a range for good: a follower refuses a leader whose log
+          // contradicts what it had committed (CI at 476bbf0: n2 "prev 5.824 contradicts our
+          // committed 4.824"), every wait of the run then runs to its bound, and the runner
+          // misses its deadline. No report, no verdict: the next attempt decides.
+          console.log(`[jepsen] attempt ${attempt + 1}: no report (${String(err).split('\n')[0]})`);
+          continue;
+        }
         console.log(`[jepsen] attempt ${attempt + 1}: ${summarize(report)}`);
         expect(report.skipped).toBeUndefined();
         // A lost acknowledged insert (C2) or a register that went back in time (C1).
