@@ -765,17 +765,16 @@ export class SkvNode {
         .resignLeader(rangeId)
         .then(
           (removed) => {
+            // Not removed: gone (its watch refreshes the view) or another session's, e.g. a
+            // previous life of this node whose session has not expired yet (the next periodic
+            // check tries again; re-reading at once would spin until that expiry).
             if (removed) {
               this.say(
                 'warn',
                 'removed an orphaned leader znode (stepped down, session survived)',
                 { range: rangeId },
               );
-              return;
             }
-            // Not ours or gone, while our view says it names us: the view is behind.
-            const view = this.views.get(rangeId);
-            if (view !== undefined && !this.stopped) this.refreshView(rangeId, view);
           },
           (err: unknown) =>
             this.say('warn', 'removing an orphaned leader znode failed', {
