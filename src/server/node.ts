@@ -378,6 +378,11 @@ export class SkvNode {
     const tickMs = this.config.tickMs ?? DEFAULT_TICK_MS;
     this.timers.push(setInterval(() => this.tick(), tickMs));
     this.timers.push(setInterval(() => this.collectGarbage(), GC_INTERVAL_MS));
+    this.timers.push(
+      setInterval(() => {
+        for (const rangeId of this.cohorts.keys()) this.resignIfOrphaned(rangeId);
+      }, ORPHAN_CHECK_MS),
+    );
     this.unsubscribes.push(
       onStatusSignal(
         () => this.status(),
@@ -751,7 +756,7 @@ export class SkvNode {
    * it. Read at once, a candidate of a stale round (the cached view fed after a ZooKeeper outage)
    * that the fresh view is about to return to follower looked like a candidate, the check was
    * skipped, and nothing checked again: the range stayed leaderless (a Jepsen run in CI at
-   * e97bc2e). tick() also checks every ORPHAN_CHECK_MS, whatever the view did.
+   * e97bc2e). A timer also checks every range every ORPHAN_CHECK_MS, whatever the view did.
    */
   private resignIfOrphaned(rangeId: RangeId): void {
     queueMicrotask(() => {
@@ -788,7 +793,6 @@ export class SkvNode {
 
   /** Ranges with a resignLeader of resignIfOrphaned in flight. */
   private readonly resigning = new Set<RangeId>();
-  private lastOrphanCheckMs = 0;
 
   /** Re-feed the coordinator's view to every cohort (after a session came back). */
   private refreshViews(): void {
@@ -813,11 +817,6 @@ export class SkvNode {
         this.refreshViews();
         for (const rangeId of this.cohorts.keys()) this.resignIfOrphaned(rangeId);
       }
-    }
-    const now = performance.now();
-    if (now - this.lastOrphanCheckMs >= ORPHAN_CHECK_MS) {
-      this.lastOrphanCheckMs = now;
-      for (const rangeId of this.cohorts.keys()) this.resignIfOrphaned(rangeId);
     }
     for (const c of this.cohorts.values()) c.step({ type: 'tick' });
   }
