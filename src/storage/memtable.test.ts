@@ -51,6 +51,61 @@ describe('Memtable', () => {
     expect(m.count).toBe(1000);
   });
 
+  it('views taken between puts match the contents at their instant, whatever merges come after', () => {
+    // A small pending bound makes puts merge now and then, besides the merges views force.
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 40 }),
+        fc.array(
+          fc.oneof(
+            fc.record({ put: fc.string({ maxLength: 3 }) }),
+            fc.record({ view: fc.constant(true) }),
+          ),
+          { maxLength: 600 },
+        ),
+        (pendingMax, ops) => {
+          const m = new Memtable(pendingMax);
+          const model = new Map<string, number>();
+          const taken: Array<{
+            view: ReturnType<Memtable['view']>;
+            want: Array<[string, number]>;
+          }> = [];
+          ops.forEach((op, i) => {
+            if ('put' in op) {
+              expect(m.put(op.put, cell(i + 1))?.version).toBe(model.get(op.put));
+              model.set(op.put, i + 1);
+            } else {
+              const want = [...model.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1));
+              taken.push({ view: m.view(), want });
+            }
+          });
+          for (const { view, want } of taken) {
+            expect([...view.entries('', null)].map(([k, c]) => [k, c.version])).toEqual(want);
+            expect(view.count).toBe(want.length);
+            for (const [k, v] of want) expect(view.get(k)?.version).toBe(v);
+          }
+          const all = [...model.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1));
+          expect([...m.view().entries('', null)].map(([k, c]) => [k, c.version])).toEqual(all);
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+
+  it('a frozen memtable takes no puts, and hands out its cells unordered and in order', () => {
+    const m = new Memtable(16);
+    for (let i = 0; i < 100; i++) m.put(String((i * 37) % 100).padStart(3, '0'), cell(i + 1));
+    const frozen = m.freeze();
+    expect(() => m.put('x', cell(1))).toThrow(/frozen/);
+    const unordered = [...frozen.cells()].map(([k, c]) => `${k}=${c.version}`);
+    const ordered = [...frozen.entries('', null)].map(([k, c]) => `${k}=${c.version}`);
+    expect(ordered).toHaveLength(100);
+    expect([...unordered].sort()).toEqual(ordered);
+    expect(frozen.get('037')?.version).toBe(2);
+    expect(frozen.count).toBe(100);
+    expect(() => new Memtable().cells()).toThrow(/still taking puts/);
+  });
+
   it('entries honours [from, to) bounds', () => {
     const m = new Memtable();
     for (const k of ['a', 'b', 'c', 'd']) m.put(k, cell(1));

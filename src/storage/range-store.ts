@@ -56,7 +56,13 @@ import {
   type RangeMeta,
   type SnapshotCell,
 } from './encoding.js';
-import { entrySizeBytes, type MemCell, Memtable, type MemView } from './memtable.js';
+import {
+  entrySizeBytes,
+  type FrozenMemtable,
+  type MemCell,
+  type MemLayer,
+  Memtable,
+} from './memtable.js';
 import { cellFromTable, type ReadView, viewCells, viewGet } from './read-view.js';
 import type { TableOp, TableStore } from './table-store.js';
 
@@ -234,7 +240,7 @@ export class RangeStore {
    * and the memtable itself never fills.
    */
   private activeAppliedBytes = 0;
-  private frozen: MemView | null = null;
+  private frozen: FrozenMemtable | null = null;
   /**
    * Cells written into `active` while in no memtable and without reading the tables: the
    * tables' cell (if any) is still counted in `checksumNow`. The flush of `active` takes them
@@ -468,7 +474,7 @@ export class RangeStore {
   }
 
   private captureView(): ReadView {
-    const layers = [this.active.view()];
+    const layers: MemLayer[] = [this.active.view()];
     if (this.frozen !== null) layers.push(this.frozen);
     return {
       lsn: this.lastApplied,
@@ -721,7 +727,7 @@ export class RangeStore {
   private startFlush(): void {
     if (this.flushing !== null || this.exclusive || this.fatal !== null || this.closed) return;
     if (this.active.count === 0 && compareLsn(this.checkpoint, this.lastApplied) === 0) return;
-    const frozen = this.active.view();
+    const frozen = this.active.freeze();
     const unsubtracted = this.unsubtracted;
     this.active = new Memtable();
     this.unsubtracted = new Unread();
@@ -762,7 +768,7 @@ export class RangeStore {
     return sub;
   }
 
-  private async writeFrozen(frozen: MemView, meta: RangeMeta): Promise<void> {
+  private async writeFrozen(frozen: FrozenMemtable, meta: RangeMeta): Promise<void> {
     const prefix = dataPrefix(this.rangeId, meta.generation);
     // Every cell is encoded into two scratch buffers and handed to the batch, which copies it:
     // a memtable holds hundreds of thousands of cells, and a Buffer per key and per value (all
@@ -773,7 +779,7 @@ export class RangeStore {
     const batch = this.tables.batch();
     try {
       let n = 0;
-      for (const [k, cell] of frozen.entries('', null)) {
+      for (const [k, cell] of frozen.cells()) {
         if (prefix.length + k.length > key.length) {
           key = Buffer.allocUnsafeSlow(2 * (prefix.length + k.length));
           prefix.copy(key, 0);
@@ -788,7 +794,7 @@ export class RangeStore {
           const valueBytes = encodeDataValueInto(value, cell.version, cell.value);
           batch.put(key.subarray(0, keyBytes), value.subarray(0, valueBytes));
         }
-        // Let applies and pings run meanwhile (the frozen view does not change; the batch is
+        // Let applies and pings run meanwhile (the frozen memtable does not change; the batch is
         // still one atomic write).
         if (++n % FLUSH_SLICE_CELLS === 0) await yieldToEventLoop();
       }

@@ -10,7 +10,7 @@
 import { assert } from '../core/assert.js';
 import type { Lsn } from '../core/lsn.js';
 import { DATA_PREFIX_BYTES, decodeCellKey, decodeDataValue } from './encoding.js';
-import type { MemCell, MemView } from './memtable.js';
+import type { MemCell, MemLayer } from './memtable.js';
 import type { TableSnapshot, TableStore } from './table-store.js';
 
 export interface ReadView {
@@ -21,7 +21,7 @@ export interface ReadView {
   /** Exclusive end of the generation's data keys. */
   readonly prefixEnd: Buffer;
   /** Newest first. */
-  readonly layers: readonly MemView[];
+  readonly layers: readonly MemLayer[];
   readonly tables: TableStore;
   readonly snapshot: TableSnapshot;
 }
