@@ -24,6 +24,7 @@ import { compareLsn, formatLsn, type Lsn, lsnEquals } from '../core/lsn.js';
 import { type ApplyResult, encodeRowMutation, type RowMutation } from '../core/mutation.js';
 import type { CommitLog, TornTail } from '../log/index.js';
 import { CommitLog as CommitLogImpl } from '../log/index.js';
+import { LogLimiter } from '../observability/log-limiter.js';
 import { compareBytes } from '../placement/bytes.js';
 import type { KeyRange, RangeMap as PlacementRangeMap } from '../placement/range-map.js';
 import { makeRangeMap, rangeForKey, rangesOverlapping } from '../placement/range-map.js';
@@ -159,6 +160,8 @@ const DEFAULT_TICK_MS = 50;
  * top of the checks after each view read: cheap (two map lookups per range) until one exists.
  */
 const ORPHAN_CHECK_MS = 1000;
+/** At most one 'peer-message-rejected' log line per range, peer and message type this often. */
+const REJECTION_LOG_INTERVAL_MS = 5000;
 export const LEADER_HANDOFF_MS_DEFAULT = 5_000;
 /** A hand-over whose preferred member has not matched the log by then is abandoned. */
 const HANDOFF_TIMEOUT_MS = 1_000;
@@ -506,9 +509,18 @@ export class SkvNode {
           fatal: this.fatal,
           event: (id, event, detail) => {
             this.deps.requests?.cohortEvent?.(id, event);
+            let fields: Record<string, unknown> = detail;
+            if (event === 'peer-message-rejected') {
+              // Repeats for every message while the cause lasts: one line per peer, message
+              // type and REJECTION_LOG_INTERVAL_MS (the metric above counts every one).
+              const key = `${id} ${String(detail.from)} ${String(detail.type)}`;
+              const heldBack = this.rejectionLog.admit(key, performance.now());
+              if (heldBack === null) return;
+              if (heldBack > 0) fields = { ...detail, heldBack };
+            }
             // Rare (truncations, snapshots, rejections): the status read is affordable here.
             const epoch = this.cohorts.get(id)?.replica.status().currentEpoch;
-            this.say('info', event, { range: id, epoch, ...detail });
+            this.say('info', event, { range: id, epoch, ...fields });
           },
         },
       },
@@ -793,6 +805,7 @@ export class SkvNode {
 
   /** Ranges with a resignLeader of resignIfOrphaned in flight. */
   private readonly resigning = new Set<RangeId>();
+  private readonly rejectionLog = new LogLimiter(REJECTION_LOG_INTERVAL_MS);
 
   /** Re-feed the coordinator's view to every cohort (after a session came back). */
   private refreshViews(): void {
