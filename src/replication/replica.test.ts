@@ -539,7 +539,8 @@ describe('strong reads by read-index (DESIGN.md §5 rule 6)', () => {
       },
     });
     expect(older.replies).toEqual([]);
-    const ok = step(l, {
+    expect(l.hasReady()).toBe(false);
+    l.step({
       type: 'message',
       message: {
         type: 'heartbeat-ack',
@@ -552,7 +553,12 @@ describe('strong reads by read-index (DESIGN.md §5 rule 6)', () => {
         voter: true,
       },
     });
+    // The ack alone makes the read servable: the host drains at once, not on the next tick.
+    expect(l.hasReady()).toBe(true);
+    const ok = l.ready();
+    l.advance();
     expect(ok.replies).toEqual([{ type: 'read-ready', requestId: 9, seq: 2 }]);
+    expect(l.hasReady()).toBe(false);
   });
 
   it('a follower redirects a strong read; a leader before its barrier commits refuses it', () => {
