@@ -104,6 +104,18 @@ describe('SkvClient scans', () => {
     expect(u.scanCalls).toHaveLength(1);
   });
 
+  it("starts a scan at the node serving its start key's range: the leader, or for timeline a replica", async () => {
+    const t = new FakeTransport(() => putOk);
+    t.scanAnswer = () => ({ rows: ['x'] });
+    const c = new SkvClient({ servers: ['seed'], transport: t, backoffBaseMs: 1 });
+    await collect(c.scan('n', null));
+    await collect(c.scan('a', 'c'));
+    await collect(c.scan('', null));
+    expect(t.scanCalls).toEqual(['a1', 'a0', 'a0']);
+    for (let i = 0; i < 20; i++) await collect(c.scan('q', null, { timeline: true }));
+    expect(new Set(t.scanCalls.slice(3))).toEqual(new Set(['a0', 'a1', 'a2']));
+  });
+
   it('gives up on an unreachable cluster when the deadline passes', async () => {
     const t = new FakeTransport(() => putOk);
     t.scanAnswer = () => ({ rows: [], error: new SkvError('unavailable', 'down') });

@@ -212,7 +212,8 @@ export class SkvClient {
 
   /**
    * Rows with start <= key < end (end null: to the end), in key order, across ranges (the node
-   * the scan goes to walks the ranges). A node that cannot be reached (`unavailable`: e.g. its
+   * the scan goes to, `start`'s range's leader or replica when known, walks the ranges). A node
+   * that cannot be reached (`unavailable`: e.g. its
    * channel is still backing off from an early refused connection) is retried on another node
    * with backoff, within the deadline: a scan is a read, so a retry is safe. Once rows have been
    * yielded the error goes to the caller instead, who holds a prefix a retry would repeat.
@@ -233,7 +234,12 @@ export class SkvClient {
     };
     const unreachable = new Set<string>();
     for (let attempt = 0; ; attempt++) {
-      const address = await this.anyAddress(timeoutMs, unreachable);
+      const address = await this.scanAddress(
+        request.start,
+        options.timeline === true,
+        timeoutMs,
+        unreachable,
+      );
       const stream = this.options.transport.scan(
         address,
         request,
@@ -316,6 +322,23 @@ export class SkvClient {
         });
     }
     await this.refreshing;
+  }
+
+  /**
+   * Where a scan goes first: the node that serves `start`'s range (its leader; for a timeline
+   * scan, one of its replicas) when the map names it, so that no other node relays every row
+   * (one more decode and encode of the whole answer); else any node, which walks the ranges and
+   * forwards what it does not serve.
+   */
+  private async scanAddress(
+    start: Buffer,
+    timeline: boolean,
+    timeoutMs: number,
+    avoid: ReadonlySet<string>,
+  ): Promise<string> {
+    if (this.mapVersion < 0) await this.refresh(timeoutMs);
+    const routed = this.pickAddress(this.routeFor(start), timeline);
+    return routed !== null && !avoid.has(routed) ? routed : this.anyAddress(timeoutMs, avoid);
   }
 
   /** A random live node, one not in `avoid` while there is one. */

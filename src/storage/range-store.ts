@@ -63,7 +63,7 @@ import {
   type MemLayer,
   Memtable,
 } from './memtable.js';
-import { cellFromTable, type ReadView, viewCells, viewGet } from './read-view.js';
+import { cellFromTable, type ReadView, viewCellBatches, viewCells, viewGet } from './read-view.js';
 import type { TableOp, TableStore } from './table-store.js';
 
 /** Pending calls in a range's serial queue (applies, imports, drops) at most. */
@@ -456,16 +456,18 @@ export class RangeStore {
       let cells: Cell[] = [];
       const from = encodeRowKeyPrefix(start).toString('latin1');
       const to = end === null ? null : encodeRowStart(end).toString('latin1');
-      for await (const { cell } of viewCells(view, from, to)) {
-        if (rowKey === null || !rowKey.equals(cell.key)) {
-          if (rowKey !== null && cells.length > 0) rows.push({ key: rowKey, cells });
-          if (rows.length === limit)
-            return { rows, resumeKey: Buffer.from(cell.key), lsn: view.lsn };
-          rowKey = Buffer.from(cell.key);
-          cells = [];
-        }
-        if (wanted === null || wanted.has(Buffer.from(cell.column).toString('latin1'))) {
-          cells.push({ column: cell.column, value: cell.value!, version: cell.version });
+      for await (const batch of viewCellBatches(view, from, to)) {
+        for (const { cell } of batch) {
+          if (rowKey === null || !rowKey.equals(cell.key)) {
+            if (rowKey !== null && cells.length > 0) rows.push({ key: rowKey, cells });
+            if (rows.length === limit)
+              return { rows, resumeKey: Buffer.from(cell.key), lsn: view.lsn };
+            rowKey = Buffer.from(cell.key);
+            cells = [];
+          }
+          if (wanted === null || wanted.has(Buffer.from(cell.column).toString('latin1'))) {
+            cells.push({ column: cell.column, value: cell.value!, version: cell.version });
+          }
         }
       }
       if (rowKey !== null && cells.length > 0) rows.push({ key: rowKey, cells });
