@@ -29,22 +29,26 @@ describe('unsafe switches are caught', () => {
   });
 
   it('unsafe.ackBeforeDurable is also caught end to end (without the durability invariant)', () => {
-    // Found by scanning seeds 1..600 with the switch on and 'durable-on-two' skipped (38 and 565
-    // hit; rescanned when a change to the leader's retransmit probe made the old seed 72 pass):
-    // the failpoint "crash leader and a follower right after a commit" loses a committed entry.
+    // Found by scanning seeds with the switch on and 'durable-on-two' skipped: 188 and 351 hit in
+    // 1..400. Rescanned whenever a protocol change reshapes the schedules: the leader's
+    // retransmit probe made seed 72 pass, and serving a read as soon as its heartbeat ack
+    // confirms it (not on the next tick) made seed 38 pass. The failpoint "crash leader and a
+    // follower right after a commit" loses a committed entry.
     const r = runSeed({
-      seed: 38,
+      seed: 188,
       unsafe: { ackBeforeDurable: true },
       skipInvariants: ['durable-on-two'],
     });
     expect(r.violations.join('\n')).toMatch(
       /committed prefix changed|linearizability|not in the committed log/,
     );
-    expect(runSeed({ seed: 38, skipInvariants: ['durable-on-two'] }).violations).toEqual([]);
+    expect(runSeed({ seed: 188, skipInvariants: ['durable-on-two'] }).violations).toEqual([]);
   });
 
   it('unsafe.skipBarrier: a new leader commits and serves without its barrier', () => {
-    const hit = firstFailing({ skipBarrier: true }, 1000, 200);
+    // Seeds 3, 7, 84 and 115 hit in this window (16 of 1..1500; none in 1000..1200 since reads
+    // are served as soon as their heartbeat ack confirms them).
+    const hit = firstFailing({ skipBarrier: true }, 1, 200);
     expect(hit).not.toBeNull();
     console.log(`skipBarrier caught by seed ${hit!.seed}: ${hit!.violations[0]}`);
     expect(hit!.violations.join('\n')).toMatch(
