@@ -86,18 +86,22 @@ function lowerBound(a: readonly string[], k: string, from = 0): number {
 
 /**
  * The chunk at or after `from` that holds k if present: the last one whose first key <= k
- * (`from` if none). Gallops from `from`, so a pass over sorted keys costs O(log distance) each.
+ * (`from` if none). From a later chunk it gallops first, so a merge's pass over sorted keys
+ * costs O(log distance) each; from 0 (lookups) it is a plain binary search.
  */
 function chunkFor(chunks: readonly Chunk[], k: string, from = 0): number {
   let lo = from;
-  let hi = from + 1;
-  let step = 1;
-  while (hi < chunks.length && chunks[hi]!.keys[0]! <= k) {
-    lo = hi;
-    step *= 2;
-    hi = lo + step;
+  let hi = chunks.length;
+  if (from > 0) {
+    hi = from + 1;
+    let step = 1;
+    while (hi < chunks.length && chunks[hi]!.keys[0]! <= k) {
+      lo = hi;
+      step *= 2;
+      hi = lo + step;
+    }
+    hi = Math.min(hi, chunks.length);
   }
-  hi = Math.min(hi, chunks.length);
   // chunks[lo] qualifies (or lo === from); the answer is in [lo, hi).
   let a = lo + 1;
   while (a < hi) {

@@ -84,8 +84,9 @@ export async function* viewCellBatches(
   let batch: Array<[Buffer, Buffer]> = [];
   let bi = 0;
   let tableDone = false;
-  const tableKeyAt = (i: number): string =>
-    batch[i]![0].subarray(DATA_PREFIX_BYTES).toString('latin1');
+  /** The cell key of the table batch's entry i; undefined past the batch (read the next one). */
+  const tableKeyAt = (i: number): string | undefined =>
+    i < batch.length ? batch[i]![0].subarray(DATA_PREFIX_BYTES).toString('latin1') : undefined;
   try {
     for (;;) {
       // The only await: the next table batch, when this one is used up.
@@ -97,7 +98,7 @@ export async function* viewCellBatches(
           bi = 0;
         }
       }
-      let tableKey = tableDone ? undefined : tableKeyAt(bi);
+      let tableKey = tableKeyAt(bi);
       let out: MergedCell[] = [];
       // Merge while the table's next key is known (or the table is done).
       while (tableDone || bi < batch.length) {
@@ -109,7 +110,7 @@ export async function* viewCellBatches(
           const [k, v] = batch[bi]!;
           out.push({ cellKey: tableKey, cell: cellFromTable(k.subarray(DATA_PREFIX_BYTES), v) });
           bi++;
-          tableKey = bi < batch.length ? tableKeyAt(bi) : undefined;
+          tableKey = tableKeyAt(bi);
         } else {
           if (best === undefined) {
             if (out.length > 0) yield out;
@@ -126,7 +127,7 @@ export async function* viewCellBatches(
           assert(winner !== undefined, 'merge winner');
           if (tableKey === best) {
             bi++;
-            tableKey = bi < batch.length ? tableKeyAt(bi) : undefined;
+            tableKey = tableKeyAt(bi);
           }
           if (winner.value !== null) out.push({ cellKey: best, cell: winner });
         }
