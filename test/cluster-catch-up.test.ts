@@ -28,6 +28,16 @@ const TIMELINE = 1;
 const ROWS = 1500;
 /** Fewer in the snapshot test: its pause stays well under the core's snapshot retry (5 s). */
 const ROWS_SNAPSHOT = 600;
+/**
+ * The snapshot test's memtable: its first flush (the leader's first checkpoint, ~380 rows of
+ * 4 kB) lands well past what the paused follower may already hold unread in its socket
+ * buffers, the leader's in-flight window of 256 entries (4 x entriesPerMessageMax). With a
+ * smaller memtable, a leader whose writes were slow (CI, 2026-11-24) chose its snapshot at a
+ * point inside that window: once resumed, the follower read those proposes first, held the
+ * snapshot's entry and rightly did not install it (sent 1, installed 0), which is correct but
+ * not what this test is about.
+ */
+const MEMTABLE_BYTES_SNAPSHOT = 1536 * 1024;
 
 const b = (s: string) => Buffer.from(s);
 
@@ -43,11 +53,14 @@ describe('skv cluster: a follower that falls behind catches up', () => {
     cluster = null;
   });
 
-  async function start(serverArgs: readonly string[]): Promise<TestCluster> {
+  async function start(
+    serverArgs: readonly string[],
+    memtableBytes = 16 * 1024,
+  ): Promise<TestCluster> {
     cluster = await TestCluster.start({
       nodes: 3,
       ranges: 1,
-      memtableBytes: 16 * 1024,
+      memtableBytes,
       metrics: true,
       // Who leads must not change under the test (no hand-over to the preferred node).
       serverArgs: ['--leader-handoff-ms', '0', ...serverArgs],
@@ -187,7 +200,7 @@ describe('skv cluster: a follower that falls behind catches up', () => {
   }, 120_000);
 
   it('when only a snapshot will do (--log-catch-up-entries 0): one transfer, installed, not one per nack', async () => {
-    const c = await start(['--log-catch-up-entries', '0']);
+    const c = await start(['--log-catch-up-entries', '0'], MEMTABLE_BYTES_SNAPSHOT);
     const { leader, follower } = await roles(c);
     // 4 kB values: the snapshot spans several 1 MiB chunks, each written on arrival.
     await writeWhilePaused(c, leader, follower, ROWS_SNAPSHOT, 4000);
@@ -207,6 +220,10 @@ describe('skv cluster: a follower that falls behind catches up', () => {
     expect(sent.length).toBeLessThanOrEqual(2);
     expect(new Set(sent.map((l) => l.lsn)).size).toBe(sent.length);
     expect(installs).toBe(1);
-    for (const l of sent) expect(Number(l.chunks)).toBeGreaterThanOrEqual(2);
+    for (const l of sent) {
+      expect(Number(l.chunks)).toBeGreaterThanOrEqual(2);
+      // Past the in-flight window (see MEMTABLE_BYTES_SNAPSHOT): the follower cannot hold it.
+      expect(Number(String(l.lsn).split('.')[1])).toBeGreaterThan(256 + 10);
+    }
   }, 120_000);
 });
