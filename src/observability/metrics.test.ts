@@ -65,3 +65,70 @@ describe('request metrics', () => {
     expect(histogram?.values.some((v) => v.labels.le === '+Inf' && v.value === 4)).toBe(true);
   });
 });
+
+describe('table metrics', () => {
+  it('show LevelDB per level: tables, bytes and compaction work, as the source reports them', async () => {
+    const metrics = new NodeMetrics('n0');
+    let levels = [
+      {
+        level: 0,
+        files: 2,
+        bytes: 4 * 1024 * 1024,
+        compactionSeconds: 1,
+        compactionReadBytes: 0,
+        compactionWrittenBytes: 6 * 1024 * 1024,
+      },
+      {
+        level: 2,
+        files: 40,
+        bytes: 80 * 1024 * 1024,
+        compactionSeconds: 12,
+        compactionReadBytes: 300 * 1024 * 1024,
+        compactionWrittenBytes: 290 * 1024 * 1024,
+      },
+    ];
+    let reads = 0;
+    const source = {
+      cohortMetrics: () => [],
+      logMetrics: () => ({
+        batches: 0,
+        records: 0,
+        bytes: 0,
+        fsyncs: 0,
+        segments: 0,
+        segmentBytes: 0,
+        queuedBytes: 0,
+      }),
+      tableLevels: () => {
+        reads++;
+        return levels;
+      },
+      sessionState: () => 'connected',
+    };
+    metrics.attach(source as unknown as Parameters<NodeMetrics['attach']>[0]);
+    const text = await metrics.registry.metrics();
+    expect(family(text, 'skv_tables_files{')).toEqual([
+      'skv_tables_files{level="0",node="n0"} 2',
+      'skv_tables_files{level="2",node="n0"} 40',
+    ]);
+    expect(text).toContain(`skv_tables_bytes{level="2",node="n0"} ${80 * 1024 * 1024}`);
+    expect(text).toContain('skv_tables_compaction_seconds_total{level="2",node="n0"} 12');
+    expect(text).toContain(
+      `skv_tables_compaction_read_bytes_total{level="2",node="n0"} ${300 * 1024 * 1024}`,
+    );
+    expect(text).toContain(
+      `skv_tables_compaction_written_bytes_total{level="0",node="n0"} ${6 * 1024 * 1024}`,
+    );
+    // One read of LevelDB's stats serves the five gauges of a scrape.
+    expect(reads).toBe(1);
+
+    // A level that empties is no longer shown (after the stats go stale).
+    levels = levels.slice(1);
+    await new Promise((r) => setTimeout(r, 600));
+    const later = await metrics.registry.metrics();
+    expect(family(later, 'skv_tables_files{')).toEqual([
+      'skv_tables_files{level="2",node="n0"} 40',
+    ]);
+    expect(reads).toBe(2);
+  });
+});

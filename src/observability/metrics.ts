@@ -45,9 +45,20 @@ export interface NodeMetricsSource extends StatusSource {
     segmentBytes: number;
     queuedBytes: number;
   };
+  /** The node's table store (LevelDB): per level, its tables and compaction work so far. */
+  tableLevels(): readonly {
+    readonly level: number;
+    readonly files: number;
+    readonly bytes: number;
+    readonly compactionSeconds: number;
+    readonly compactionReadBytes: number;
+    readonly compactionWrittenBytes: number;
+  }[];
   sessionState(): string;
 }
 
+/** How long one read of LevelDB's level stats serves the table gauges. */
+const LEVEL_STATS_FRESH_MS = 500;
 const ROLES = ['follower', 'candidate', 'leader'] as const;
 const SESSION_STATES = ['connecting', 'connected', 'disconnected', 'expired', 'closed'] as const;
 /** Bounds (seconds) of `skv_request_duration_seconds`. */
@@ -357,6 +368,43 @@ export class NodeMetrics implements RequestObserver {
       'skv_log_queued_bytes',
       'Bytes waiting for the next group commit',
       (l) => l.queuedBytes,
+    );
+    // LevelDB's `leveldb.stats`, read once for the five gauges of a scrape (each collect reads
+    // it again only when the last read is older than LEVEL_STATS_FRESH_MS).
+    let levels: ReturnType<NodeMetricsSource['tableLevels']> = [];
+    let levelsAt = Number.NEGATIVE_INFINITY;
+    const levelGauge = (name: string, help: string, pick: (l: (typeof levels)[number]) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['level'],
+        registers: [registry],
+        collect() {
+          const now = performance.now();
+          if (now - levelsAt > LEVEL_STATS_FRESH_MS) {
+            levels = self.source?.tableLevels() ?? [];
+            levelsAt = now;
+          }
+          this.reset();
+          for (const l of levels) this.set({ level: String(l.level) }, pick(l));
+        },
+      });
+    levelGauge('skv_tables_files', 'LevelDB table files per level', (l) => l.files);
+    levelGauge('skv_tables_bytes', 'LevelDB table bytes per level (whole MiB)', (l) => l.bytes);
+    levelGauge(
+      'skv_tables_compaction_seconds_total',
+      'LevelDB compaction time spent producing tables of this level since the node started',
+      (l) => l.compactionSeconds,
+    );
+    levelGauge(
+      'skv_tables_compaction_read_bytes_total',
+      'Bytes LevelDB compactions into this level read since the node started (whole MiB)',
+      (l) => l.compactionReadBytes,
+    );
+    levelGauge(
+      'skv_tables_compaction_written_bytes_total',
+      'Bytes LevelDB compactions and flushes wrote into this level since the node started (whole MiB)',
+      (l) => l.compactionWrittenBytes,
     );
     new Gauge({
       name: 'skv_zookeeper_session_state',

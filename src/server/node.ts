@@ -1319,6 +1319,7 @@ export class SkvNode {
           };
         }),
       logMetrics: () => ({ ...this.log.stats }),
+      tableLevels: () => this.storage.tableLevels(),
       sessionState: () => this.deps.coordinator.sessionState,
     };
   }

@@ -35,7 +35,7 @@ import {
   type SnapshotExportOptions,
   type SnapshotImport,
 } from './range-store.js';
-import type { TableStore } from './table-store.js';
+import type { TableLevelStats, TableStore } from './table-store.js';
 
 export interface NodeStorageOptions extends RangeStoreOptions {
   readonly level?: LevelTableStoreOptions;
@@ -71,6 +71,11 @@ export class NodeStorage {
   }
 
   /** Ranges with a durable checkpoint on this node. */
+  /** The shared table store's LSM levels (for metrics). */
+  tableLevels(): TableLevelStats[] {
+    return this.tables.levelStats();
+  }
+
   persistedRangeIds(): RangeId[] {
     return [...this.metas.keys()].sort((a, b) => a - b);
   }

@@ -533,6 +533,7 @@ describe('RangeStore reads without a table snapshot', () => {
       batch: () => level.batch(),
       clear: (gte, lt) => level.clear(gte, lt),
       flushToTables: () => level.flushToTables(),
+      levelStats: () => level.levelStats(),
       close: () => level.close(),
     };
     return {

@@ -26,6 +26,7 @@ function arrayTables(entries: Array<[Buffer, Buffer]>): TableStore {
     batch: unused,
     clear: unused,
     flushToTables: unused,
+    levelStats: unused,
     close: unused,
   };
 }

@@ -29,6 +29,17 @@ export interface TableSnapshot {
   close(): Promise<void>;
 }
 
+/** One level of the store's LSM tree, and the compaction work that wrote into it so far. */
+export interface TableLevelStats {
+  readonly level: number;
+  readonly files: number;
+  readonly bytes: number;
+  /** Cumulative since the store opened: compactions that produced this level's tables. */
+  readonly compactionSeconds: number;
+  readonly compactionReadBytes: number;
+  readonly compactionWrittenBytes: number;
+}
+
 export interface TableIterateOptions {
   readonly gte: Buffer;
   readonly lt: Buffer;
@@ -51,5 +62,7 @@ export interface TableStore {
   /** Deletes every key in [gte, lt). Not atomic. */
   clear(gte: Buffer, lt: Buffer): Promise<void>;
   flushToTables(): Promise<void>;
+  /** The LSM tree's levels (those with tables or compaction work), read synchronously. */
+  levelStats(): TableLevelStats[];
   close(): Promise<void>;
 }

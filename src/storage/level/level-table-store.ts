@@ -19,6 +19,7 @@ import { FLUSH_RANGE_END, FLUSH_RANGE_START, PROBE_KEY } from '../encoding.js';
 import type {
   TableBatch,
   TableIterateOptions,
+  TableLevelStats,
   TableOp,
   TableSnapshot,
   TableStore,
@@ -58,6 +59,37 @@ export interface LevelTableStoreOptions {
 const MAX_OPEN_FILES_FLOOR = 1000;
 /** LevelDB 1.20 clips max_open_files to 50,000 (SanitizeOptions in db_impl.cc). */
 const MAX_OPEN_FILES_CEILING = 50_000;
+
+const MIB = 1024 * 1024;
+
+/**
+ * LevelDB's `leveldb.stats` property: a table with one row per level that has tables or
+ * compaction time ("Level Files Size(MB) Time(sec) Read(MB) Write(MB)"; sizes in MiB).
+ */
+export function parseLevelStats(text: string): TableLevelStats[] {
+  const levels: TableLevelStats[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$/.exec(line);
+    if (m === null) continue;
+    const [level, files, sizeMib, seconds, readMib, writeMib] = m.slice(1).map(Number) as [
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
+    levels.push({
+      level,
+      files,
+      bytes: sizeMib * MIB,
+      compactionSeconds: seconds,
+      compactionReadBytes: readMib * MIB,
+      compactionWrittenBytes: writeMib * MIB,
+    });
+  }
+  return levels;
+}
 
 /**
  * The process's soft limit on open files (Node raises it to the hard limit at start), or null
@@ -153,6 +185,10 @@ export class LevelTableStore implements TableStore {
 
   snapshot(): TableSnapshot {
     return this.db.snapshot();
+  }
+
+  levelStats(): TableLevelStats[] {
+    return this.db.status === 'open' ? parseLevelStats(this.db.getProperty('leveldb.stats')) : [];
   }
 
   async *iterate(options: TableIterateOptions): AsyncGenerator<Array<[Buffer, Buffer]>> {
