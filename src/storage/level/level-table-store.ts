@@ -11,7 +11,6 @@
 // Writes are not synced (`sync: false`): durability of the data comes from the commit log until
 // `flushToTables` has put it in table files, and only then is a checkpoint reported.
 
-import { readFileSync } from 'node:fs';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { ClassicLevel } from 'classic-level';
 import { assert } from '../../core/assert.js';
@@ -51,14 +50,7 @@ export interface LevelTableStoreOptions {
   /** LevelDB's own write buffer (its memtable); ours is separate. */
   readonly writeBufferSizeBytes?: number;
   readonly cacheSizeBytes?: number;
-  /** Table files LevelDB keeps open (its table cache); default `defaultMaxOpenFiles()`. */
-  readonly maxOpenFiles?: number;
 }
-
-/** classic-level's own default, and the floor: what LevelDB gets when the limit is unknown. */
-const MAX_OPEN_FILES_FLOOR = 1000;
-/** LevelDB 1.20 clips max_open_files to 50,000 (SanitizeOptions in db_impl.cc). */
-const MAX_OPEN_FILES_CEILING = 50_000;
 
 const MIB = 1024 * 1024;
 
@@ -91,39 +83,6 @@ export function parseLevelStats(text: string): TableLevelStats[] {
   return levels;
 }
 
-/**
- * The process's soft limit on open files (Node raises it to the hard limit at start), or null
- * where /proc does not say.
- */
-export function openFilesLimit(limitsText?: string): number | null {
-  let text = limitsText;
-  if (text === undefined) {
-    try {
-      text = readFileSync('/proc/self/limits', 'utf8');
-    } catch {
-      return null;
-    }
-  }
-  const line = text.split('\n').find((l) => l.startsWith('Max open files'));
-  const soft = line?.slice('Max open files'.length).trim().split(/\s+/)[0];
-  if (soft === undefined) return null;
-  if (soft === 'unlimited') return Number.POSITIVE_INFINITY;
-  const n = Number(soft);
-  return Number.isSafeInteger(n) && n > 0 ? n : null;
-}
-
-/**
- * LevelDB keeps at most this many table files open; a table not open costs a get an open(),
- * and reads of its footer, index and bloom filter. classic-level's default of 1000 is less than
- * a node with 10 M rows holds (1,317 tables of ~2 MB): random gets then reopened tables all
- * the time. Three quarters of the open-files limit, the rest left for the commit log, sockets
- * and LevelDB's own files; an open table holds its index and filter blocks (~2 % of its size).
- */
-export function defaultMaxOpenFiles(limit: number | null = openFilesLimit()): number {
-  if (limit === null) return MAX_OPEN_FILES_FLOOR;
-  return Math.max(MAX_OPEN_FILES_FLOOR, Math.min(Math.floor(limit * 0.75), MAX_OPEN_FILES_CEILING));
-}
-
 export class LevelTableStore implements TableStore {
   private probeCount = 0;
   private pendingGets: PendingGet[] = [];
@@ -144,7 +103,6 @@ export class LevelTableStore implements TableStore {
       createIfMissing: true,
       writeBufferSize: options.writeBufferSizeBytes ?? 16 * 1024 * 1024,
       cacheSize: options.cacheSizeBytes ?? 32 * 1024 * 1024,
-      maxOpenFiles: options.maxOpenFiles ?? defaultMaxOpenFiles(),
     });
     await db.open();
     return new LevelTableStore(db, location);
