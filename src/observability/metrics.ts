@@ -17,6 +17,7 @@ import {
   Registry,
 } from 'prom-client';
 import type { RequestObserver } from '../server/node.js';
+import type { TableLevelStats } from '../storage/table-store.js';
 import { STATUS_PAGE_HTML } from './status-page.html.js';
 import { buildStatus, ElectionLog, LiveRequestStats, type StatusSource } from './status-page.js';
 
@@ -46,14 +47,7 @@ export interface NodeMetricsSource extends StatusSource {
     queuedBytes: number;
   };
   /** The node's table store (LevelDB): per level, its tables and compaction work so far. */
-  tableLevels(): readonly {
-    readonly level: number;
-    readonly files: number;
-    readonly bytes: number;
-    readonly compactionSeconds: number;
-    readonly compactionReadBytes: number;
-    readonly compactionWrittenBytes: number;
-  }[];
+  tableLevels(): readonly TableLevelStats[];
   sessionState(): string;
 }
 
@@ -371,9 +365,9 @@ export class NodeMetrics implements RequestObserver {
     );
     // LevelDB's `leveldb.stats`, read once for the five gauges of a scrape (each collect reads
     // it again only when the last read is older than LEVEL_STATS_FRESH_MS).
-    let levels: ReturnType<NodeMetricsSource['tableLevels']> = [];
+    let levels: readonly TableLevelStats[] = [];
     let levelsAt = Number.NEGATIVE_INFINITY;
-    const levelGauge = (name: string, help: string, pick: (l: (typeof levels)[number]) => number) =>
+    const levelGauge = (name: string, help: string, pick: (l: TableLevelStats) => number) =>
       new Gauge({
         name,
         help,

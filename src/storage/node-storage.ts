@@ -70,12 +70,12 @@ export class NodeStorage {
     }
   }
 
-  /** Ranges with a durable checkpoint on this node. */
   /** The shared table store's LSM levels (for metrics). */
   tableLevels(): TableLevelStats[] {
     return this.tables.levelStats();
   }
 
+  /** Ranges with a durable checkpoint on this node. */
   persistedRangeIds(): RangeId[] {
     return [...this.metas.keys()].sort((a, b) => a - b);
   }
