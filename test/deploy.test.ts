@@ -922,7 +922,22 @@ describe('deploy/Containerfile', () => {
       for (const dep of Object.keys(entry?.dependencies ?? {})) walk(dep);
     };
     for (const p of packages) walk(p);
-    const copiedModules = copiedFromBuild.filter((c) => c.startsWith('node_modules/'));
+    // skv's LevelDB build (scripts/build-leveldb.mjs) replaces classic-level's prebuilt binary.
+    const leveldbBuild = copiedFromBuild.filter((c) =>
+      c.startsWith('node_modules/classic-level/build/'),
+    );
+    expect(leveldbBuild.sort()).toEqual([
+      'node_modules/classic-level/build/Release/classic_level.node',
+      'node_modules/classic-level/build/skv-leveldb.json',
+    ]);
+    expect(
+      instructions.some(
+        (i) => i.stage === 0 && i.op === 'RUN' && i.args.includes('node scripts/build-leveldb.mjs'),
+      ),
+    ).toBe(true);
+    const copiedModules = copiedFromBuild.filter(
+      (c) => c.startsWith('node_modules/') && !leveldbBuild.includes(c),
+    );
     expect([...copiedModules].sort()).toEqual([...devReached].sort());
   });
 

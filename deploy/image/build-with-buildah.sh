@@ -31,10 +31,11 @@ if [ ! -x "$rootfs/usr/bin/apt-get" ]; then
 fi
 
 echo "build-with-buildah: Node.js $(node --version) and npm $(npm --version) from the host into the base"
-# The nodejs package's files (headers and docs left out, as in the slim image), then npm as it is
-# installed now: the package's npm may have been upgraded in place since, so its file list is stale.
+# The nodejs package's files (docs left out, as in the slim image; its headers kept, as the slim
+# image keeps them, for the build stage's LevelDB build), then npm as it is installed now: the
+# package's npm may have been upgraded in place since, so its file list is stale.
 dpkg-query -L nodejs | while IFS= read -r f; do
-  case "$f" in /usr/include/* | /usr/share/doc/* | /usr/share/man/* | /usr/lib/node_modules/*) continue ;; esac
+  case "$f" in /usr/share/doc/* | /usr/share/man/* | /usr/lib/node_modules/*) continue ;; esac
   if [ -f "$f" ] || [ -L "$f" ]; then
     mkdir -p "$rootfs$(dirname "$f")"
     cp -a "$f" "$rootfs$f"

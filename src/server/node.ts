@@ -59,6 +59,7 @@ import {
   encodeSnapshotChunk,
   type SnapshotCell,
 } from '../storage/encoding.js';
+import { levelDbBuild } from '../storage/level/leveldb-build.js';
 import { NodeStorage } from '../storage/node-storage.js';
 import type { SnapshotImport } from '../storage/range-store.js';
 import { Cohort } from './cohort.js';
@@ -325,6 +326,12 @@ export class SkvNode {
         : { memtableSizeBytesMax: config.memtableSizeBytesMax }),
       onCheckpoint: (rangeId, lsn) => node?.onCheckpoint(rangeId, lsn),
       onFatal: (_rangeId, err) => node?.fatal(err),
+    });
+    const leveldb = levelDbBuild();
+    nodeLog?.(leveldb.patched ? 'info' : 'warn', 'LevelDB', {
+      node: config.id,
+      leveldb: leveldb.detail,
+      ...(leveldb.patched ? {} : { fix: 'run node scripts/build-leveldb.mjs in the skv package' }),
     });
     node = new SkvNode(config, deps, log, storage, hardStates, hadLocalData);
     try {

@@ -1,0 +1,138 @@
+#!/usr/bin/env node
+// Builds classic-level's LevelDB from the sources it ships, with skv's one change: no compaction
+// started by reads. LevelDB 1.20 charges a "seek" to a table whenever a get looks in it and then
+// has to look in a second table, and compacts a table once it has been charged about one seek
+// per 16 KiB. With random keys over a store several levels deep, nearly every read is charged,
+// so the reads that follow a burst of writes rewrite the upper levels into the lower ones,
+// gigabytes at a time (BENCHMARKS.md, "Size"). RocksDB removed seek compaction for the same
+// reason; the bloom filters (10 bits per key, classic-level's setting) make the extra table
+// lookups cheap. Size-triggered compaction, which bounds the tree, is unchanged.
+//
+// Runs as the package's postinstall (npm ci / npm install). It needs python3, make and a C++
+// compiler, and Node's headers (npm's nodedir, or node-gyp's download); when the build fails the
+// install fails, with the reason (installed as a dependency, it only warns). SKV_LEVELDB_PREBUILT=1 skips it and keeps classic-level's
+// shipped binary, which works but compacts on reads; the server logs a warning when it runs on
+// that binary (src/storage/level/leveldb-build.ts reads the marker written here).
+//
+//   node scripts/build-leveldb.mjs           patch and build unless the marker says it is done
+//   node scripts/build-leveldb.mjs --force   rebuild
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, sep } from 'node:path';
+
+const require = createRequire(import.meta.url);
+
+/** The classic-level release whose sources the edits below were written against. */
+const CLASSIC_LEVEL_VERSION = '3.0.0';
+/** Written next to the built binary; the server reads it to tell which LevelDB it runs. */
+const MARKER = 'skv-leveldb.json';
+
+const SEEK_FILE = 'deps/leveldb/leveldb-1.20/db/version_set.cc';
+const SEEK_ANCHOR = `bool Version::UpdateStats(const GetStats& stats) {
+  FileMetaData* f = stats.seek_file;`;
+const SEEK_PATCHED = `bool Version::UpdateStats(const GetStats& stats) {
+  // skv (scripts/build-leveldb.mjs): reads never schedule a compaction.
+  if (stats.seek_file != NULL) return false;
+  FileMetaData* f = stats.seek_file;`;
+
+/** Each edit: file, the text it must find once, the text it leaves. */
+const EDITS = [{ file: SEEK_FILE, anchor: SEEK_ANCHOR, patched: SEEK_PATCHED }];
+const PATCH_ID = createHash('sha256').update(JSON.stringify(EDITS)).digest('hex').slice(0, 16);
+
+// Installed as another project's dependency (the client library), a failed build only warns:
+// the prebuilt binary serves the same data, and such an install may have no compiler.
+const asDependency = process.cwd().split(sep).includes('node_modules');
+
+function fail(message) {
+  console.error(`build-leveldb: ${message}`);
+  console.error(
+    "build-leveldb: set SKV_LEVELDB_PREBUILT=1 to keep classic-level's prebuilt binary instead (it compacts on reads)",
+  );
+  process.exit(asDependency ? 0 : 1);
+}
+
+if (process.env.SKV_LEVELDB_PREBUILT === '1') {
+  console.log("build-leveldb: SKV_LEVELDB_PREBUILT=1, keeping classic-level's prebuilt binary");
+  process.exit(0);
+}
+
+const pkgDir = dirname(require.resolve('classic-level/package.json'));
+const version = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')).version;
+if (version !== CLASSIC_LEVEL_VERSION) {
+  fail(
+    `classic-level is ${version}, the edits are written for ${CLASSIC_LEVEL_VERSION}: check them against its LevelDB sources and update CLASSIC_LEVEL_VERSION`,
+  );
+}
+
+const markerPath = join(pkgDir, 'build', MARKER);
+const binaryPath = join(pkgDir, 'build', 'Release', 'classic_level.node');
+if (!process.argv.includes('--force') && existsSync(markerPath) && existsSync(binaryPath)) {
+  const marker = JSON.parse(readFileSync(markerPath, 'utf8'));
+  if (marker.patch === PATCH_ID && marker.node === process.versions.modules) {
+    console.log(`build-leveldb: already built (patch ${PATCH_ID})`);
+    process.exit(0);
+  }
+}
+
+for (const edit of EDITS) {
+  const path = join(pkgDir, edit.file);
+  const text = readFileSync(path, 'utf8');
+  if (text.includes(edit.patched)) continue;
+  const at = text.indexOf(edit.anchor);
+  if (at < 0 || text.indexOf(edit.anchor, at + 1) >= 0) {
+    fail(`${edit.file}: the text to change is not there exactly once`);
+  }
+  writeFileSync(path, text.replace(edit.anchor, edit.patched));
+}
+
+// node-gyp: the one npm runs scripts with, else the one bundled with this npm.
+const npmCli = process.env.npm_execpath;
+const candidates = [
+  process.env.npm_config_node_gyp,
+  npmCli
+    ? join(dirname(npmCli), '..', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js')
+    : undefined,
+  join(
+    dirname(process.execPath),
+    '..',
+    'lib',
+    'node_modules',
+    'npm',
+    'node_modules',
+    'node-gyp',
+    'bin',
+    'node-gyp.js',
+  ),
+];
+const nodeGyp = candidates.find((p) => p !== undefined && existsSync(p));
+if (nodeGyp === undefined) fail('node-gyp not found (it comes with npm)');
+
+console.log(
+  `build-leveldb: building classic-level ${version}'s LevelDB with skv's patch ${PATCH_ID}`,
+);
+const started = Date.now();
+const args = [nodeGyp, 'rebuild', '--jobs=max'];
+// Node's own headers, when this Node has them (node-gyp would otherwise download them): npm passes
+// its nodedir setting as npm_config_nodedir; run by hand, look next to the node binary.
+const prefix = join(dirname(process.execPath), '..');
+if (!process.env.npm_config_nodedir && existsSync(join(prefix, 'include', 'node', 'node.h'))) {
+  args.push(`--nodedir=${prefix}`);
+}
+const r = spawnSync(process.execPath, args, {
+  cwd: pkgDir,
+  stdio: ['ignore', 'pipe', 'pipe'],
+  encoding: 'utf8',
+  maxBuffer: 64 * 1024 * 1024,
+});
+if (r.status !== 0 || !existsSync(binaryPath)) {
+  process.stderr.write(r.stdout.slice(-4000));
+  process.stderr.write(r.stderr.slice(-8000));
+  fail(`node-gyp rebuild failed (exit ${r.status ?? r.signal})`);
+}
+writeFileSync(
+  markerPath,
+  `${JSON.stringify({ patch: PATCH_ID, classicLevel: version, node: process.versions.modules, seekCompaction: false }, null, 2)}\n`,
+);
+console.log(`build-leveldb: built in ${((Date.now() - started) / 1000).toFixed(1)} s`);

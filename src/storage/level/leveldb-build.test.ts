@@ -1,0 +1,70 @@
+// The LevelDB that classic-level loads here is skv's build (scripts/build-leveldb.mjs): reads that
+// look in two tables start no compaction. Against classic-level's prebuilt binary the same reads
+// move the upper table down a level (LevelDB 1.20's seek compaction), and this test fails.
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ClassicLevel } from 'classic-level';
+import { afterEach, describe, expect, it } from 'vitest';
+import { levelDbBuild } from './leveldb-build.js';
+
+const ROWS = 4000;
+const key = (i: number): string => `k${String(i).padStart(8, '0')}`;
+const VALUE = 'x'.repeat(100);
+
+describe.skipIf(process.env.SKV_LEVELDB_PREBUILT === '1')("skv's LevelDB build", () => {
+  let dir = '';
+  afterEach(async () => {
+    if (dir !== '') await rm(dir, { recursive: true, force: true });
+  });
+
+  it('is the binary classic-level loads', () => {
+    const build = levelDbBuild();
+    expect(build.detail).toContain('no seek compaction');
+    expect(build.patched).toBe(true);
+  });
+
+  it('starts no compaction when reads look in a second table', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'skv-seek-'));
+    const db = new ClassicLevel<string, string>(dir, {
+      keyEncoding: 'utf8',
+      valueEncoding: 'utf8',
+      writeBufferSize: 64 * 1024,
+    });
+    await db.open();
+    try {
+      // Even rows, compacted down; then odd rows over the same keys, flushed into a table above
+      // them. Every get of an even row looks in the upper table first, misses, and reads the
+      // lower one: LevelDB 1.20 charges the upper table a seek for each (100 allowed).
+      let batch = db.batch();
+      for (let i = 0; i < ROWS; i += 2) batch.put(key(i), VALUE);
+      await batch.write();
+      await db.compactRange(key(0), key(ROWS));
+      batch = db.batch();
+      for (let i = 1; i < ROWS; i += 2) batch.put(key(i), VALUE);
+      await batch.write();
+      await db.compactRange('a', 'a0'); // flushes the memtable; compacts nothing of the rows
+      const levels = async (): Promise<number[]> => {
+        const files: number[] = [];
+        for (let level = 0; level < 7; level++) {
+          files.push(Number(await db.getProperty(`leveldb.num-files-at-level${level}`)));
+        }
+        return files;
+      };
+      const before = await levels();
+      expect(before.filter((n) => n > 0).length, `tables per level ${before}`).toBe(2);
+
+      for (let round = 0; round < 10; round++) {
+        const keys = Array.from({ length: 100 }, (_, j) => key(2 * (round * 100 + j)));
+        const values = await db.getMany(keys);
+        expect(values.every((v) => v === VALUE)).toBe(true);
+      }
+      // A compaction the reads scheduled runs on LevelDB's background thread: give it time.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(await levels()).toEqual(before);
+    } finally {
+      await db.close();
+    }
+  });
+});
