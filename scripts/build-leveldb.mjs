@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Builds classic-level's LevelDB from the sources it ships, with skv's one change: no compaction
-// started by reads. LevelDB 1.20 charges a "seek" to a table whenever a get looks in it and then
+// Builds classic-level's LevelDB from the sources it ships, with skv's two changes: no
+// compaction started by reads, and a 64 MiB level 1 (below). LevelDB 1.20 charges a "seek" to a table whenever a get looks in it and then
 // has to look in a second table, and compacts a table once it has been charged about one seek
 // per 16 KiB. With random keys over a store several levels deep, nearly every read is charged,
 // so the reads that follow a burst of writes rewrite the upper levels into the lower ones,
@@ -37,8 +37,21 @@ const SEEK_PATCHED = `bool Version::UpdateStats(const GetStats& stats) {
   if (stats.seek_file != NULL) return false;
   FileMetaData* f = stats.seek_file;`;
 
+// Level 1 holds 64 MiB instead of 10 MiB (and each level below ten times the one above, as
+// before): the size of level 0 when it is compacted (4 tables of skv's 16 MiB write buffer), as
+// RocksDB sizes its base level. With 10 MiB, every level-0 compaction overfilled level 1 several
+// times over, and a node's 1.4 GB at 10 M rows spread over five levels instead of four.
+const LEVEL_ANCHOR = `  // Result for both level-0 and level-1
+  double result = 10. * 1048576.0;`;
+const LEVEL_PATCHED = `  // Result for both level-0 and level-1
+  // skv (scripts/build-leveldb.mjs): 64 MiB, the size of level 0 when it is compacted.
+  double result = 64. * 1048576.0;`;
+
 /** Each edit: file, the text it must find once, the text it leaves. */
-const EDITS = [{ file: SEEK_FILE, anchor: SEEK_ANCHOR, patched: SEEK_PATCHED }];
+const EDITS = [
+  { file: SEEK_FILE, anchor: SEEK_ANCHOR, patched: SEEK_PATCHED },
+  { file: SEEK_FILE, anchor: LEVEL_ANCHOR, patched: LEVEL_PATCHED },
+];
 const PATCH_ID = createHash('sha256').update(JSON.stringify(EDITS)).digest('hex').slice(0, 16);
 
 // Installed as another project's dependency (the client library), a failed build only warns:
@@ -133,6 +146,6 @@ if (r.status !== 0 || !existsSync(binaryPath)) {
 }
 writeFileSync(
   markerPath,
-  `${JSON.stringify({ patch: PATCH_ID, classicLevel: version, node: process.versions.modules, seekCompaction: false }, null, 2)}\n`,
+  `${JSON.stringify({ patch: PATCH_ID, classicLevel: version, node: process.versions.modules, seekCompaction: false, level1Bytes: 64 * 1024 * 1024 }, null, 2)}\n`,
 );
 console.log(`build-leveldb: built in ${((Date.now() - started) / 1000).toFixed(1)} s`);

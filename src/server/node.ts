@@ -329,7 +329,6 @@ export class SkvNode {
     });
     const leveldb = levelDbBuild();
     nodeLog?.(leveldb.patched ? 'info' : 'warn', 'LevelDB', {
-      node: config.id,
       leveldb: leveldb.detail,
       ...(leveldb.patched ? {} : { fix: 'run node scripts/build-leveldb.mjs in the skv package' }),
     });

@@ -1,12 +1,15 @@
 // The LevelDB that classic-level loads here is skv's build (scripts/build-leveldb.mjs): reads that
-// look in two tables start no compaction. Against classic-level's prebuilt binary the same reads
-// move the upper table down a level (LevelDB 1.20's seek compaction), and this test fails.
+// look in two tables start no compaction, and level 1 holds 64 MiB. Against classic-level's
+// prebuilt binary both tests fail: the same reads move the upper table down a level (LevelDB
+// 1.20's seek compaction), and level 1 is kept at 10 MiB.
 
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { afterEach, describe, expect, it } from 'vitest';
+import { parseLevelStats } from './level-table-store.js';
 import { levelDbBuild } from './leveldb-build.js';
 
 const ROWS = 4000;
@@ -21,7 +24,7 @@ describe.skipIf(process.env.SKV_LEVELDB_PREBUILT === '1')("skv's LevelDB build",
 
   it('is the binary classic-level loads', () => {
     const build = levelDbBuild();
-    expect(build.detail).toContain('no seek compaction');
+    expect(build.detail).toContain('no seek compaction, level 1 64 MiB');
     expect(build.patched).toBe(true);
   });
 
@@ -63,6 +66,38 @@ describe.skipIf(process.env.SKV_LEVELDB_PREBUILT === '1')("skv's LevelDB build",
       // A compaction the reads scheduled runs on LevelDB's background thread: give it time.
       await new Promise((resolve) => setTimeout(resolve, 500));
       expect(await levels()).toEqual(before);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('lets level 1 grow past 10 MiB before it compacts it down', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'skv-level1-'));
+    const db = new ClassicLevel<Buffer, Buffer>(dir, {
+      keyEncoding: 'buffer',
+      valueEncoding: 'buffer',
+      writeBufferSize: 1024 * 1024,
+      compression: false,
+    });
+    await db.open();
+    try {
+      // About 28 MB of random rows through a 1 MiB write buffer: level 0 is compacted into
+      // level 1 every four tables. Stock LevelDB then moves level 1 down to keep it at 10 MiB.
+      for (let b = 0; b < 240; b++) {
+        const batch = db.batch();
+        for (let i = 0; i < 1000; i++) batch.put(randomBytes(16), randomBytes(100));
+        await batch.write();
+      }
+      // Compactions run on LevelDB's thread: wait until its statistics stop changing.
+      let stats = '';
+      for (let unchanged = 0, polls = 0; unchanged < 5 && polls < 200; polls++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const now = await db.getProperty('leveldb.stats');
+        unchanged = now === stats ? unchanged + 1 : 0;
+        stats = now;
+      }
+      const level1 = parseLevelStats(stats).find((l) => l.level === 1);
+      expect(level1?.bytes ?? 0, stats).toBeGreaterThan(16 * 1024 * 1024);
     } finally {
       await db.close();
     }

@@ -1,5 +1,6 @@
 // Which LevelDB this process runs: the one scripts/build-leveldb.mjs built from classic-level's
-// sources with skv's patch (no compaction started by reads), or classic-level's prebuilt binary.
+// sources with skv's patch (no compaction started by reads, a 64 MiB level 1), or classic-level's
+// prebuilt binary.
 // classic-level loads build/Release/ before its prebuilds (node-gyp-build), and the build script
 // writes its marker next to that binary.
 
@@ -29,9 +30,14 @@ export function levelDbBuild(): LevelDbBuild {
     const marker = JSON.parse(readFileSync(markerPath, 'utf8')) as {
       patch?: string;
       seekCompaction?: boolean;
+      level1Bytes?: number;
     };
     if (marker.seekCompaction === false && typeof marker.patch === 'string') {
-      return { patched: true, detail: `skv build, patch ${marker.patch} (no seek compaction)` };
+      const level1 = (marker.level1Bytes ?? 10 * 1024 * 1024) / (1024 * 1024);
+      return {
+        patched: true,
+        detail: `skv build, patch ${marker.patch} (no seek compaction, level 1 ${level1} MiB)`,
+      };
     }
   } catch {
     // No marker: a build/Release that scripts/build-leveldb.mjs did not make.
