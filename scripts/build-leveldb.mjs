@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Builds classic-level's LevelDB from the sources it ships, with skv's two changes: no
-// compaction started by reads, and a 64 MiB level 1 (below). LevelDB 1.20 charges a "seek" to a table whenever a get looks in it and then
+// Builds classic-level's LevelDB from the sources it ships, with skv's changes: no compaction
+// started by reads, a 64 MiB level 1, and batches that may skip LevelDB's log (below). LevelDB 1.20 charges a "seek" to a table whenever a get looks in it and then
 // has to look in a second table, and compacts a table once it has been charged about one seek
 // per 16 KiB. With random keys over a store several levels deep, nearly every read is charged,
 // so the reads that follow a burst of writes rewrite the upper levels into the lower ones,
@@ -47,10 +47,133 @@ const LEVEL_PATCHED = `  // Result for both level-0 and level-1
   // skv (scripts/build-leveldb.mjs): 64 MiB, the size of level 0 when it is compacted.
   double result = 64. * 1048576.0;`;
 
+// A batch written with `skvNoLog: true` skips LevelDB's log: it lives in the memtable until the
+// memtable is written to a table, and a crash before that loses it whole. skv writes a flushed
+// memtable that way and then forces it into a synced table (flushToTables) before it reports
+// the checkpoint, so its commit log covers the batch until then; with the log, every flushed
+// byte went to the disk twice. Batches with and without log are never grouped into one write.
+const DB_IMPL = 'deps/leveldb/leveldb-1.20/db/db_impl.cc';
+const OPTIONS_H = 'deps/leveldb/leveldb-1.20/include/leveldb/options.h';
+const NO_LOG_EDITS = [
+  {
+    file: OPTIONS_H,
+    anchor: `  bool sync;
+
+  WriteOptions()
+      : sync(false) {`,
+    patched: `  bool sync;
+
+  // skv (scripts/build-leveldb.mjs): the write skips the log; it is durable only once its
+  // memtable is written to a table (a crash before that loses it whole).
+  bool skv_no_log;
+
+  WriteOptions()
+      : sync(false), skv_no_log(false) {`,
+  },
+  {
+    file: DB_IMPL,
+    anchor: `  bool sync;
+  bool done;
+  port::CondVar cv;`,
+    patched: `  bool sync;
+  bool no_log;  // skv
+  bool done;
+  port::CondVar cv;`,
+  },
+  {
+    file: DB_IMPL,
+    anchor: `  w.sync = options.sync;
+  w.done = false;`,
+    patched: `  w.sync = options.sync;
+  w.no_log = options.skv_no_log;
+  w.done = false;`,
+  },
+  {
+    file: DB_IMPL,
+    anchor: `      status = log_->AddRecord(WriteBatchInternal::Contents(updates));
+      bool sync_error = false;
+      if (status.ok() && options.sync) {
+        status = logfile_->Sync();
+        if (!status.ok()) {
+          sync_error = true;
+        }
+      }`,
+    patched: `      bool sync_error = false;
+      if (!options.skv_no_log) {  // skv
+      status = log_->AddRecord(WriteBatchInternal::Contents(updates));
+      if (status.ok() && options.sync) {
+        status = logfile_->Sync();
+        if (!status.ok()) {
+          sync_error = true;
+        }
+      }
+      }`,
+  },
+  {
+    file: DB_IMPL,
+    anchor: `    if (w->sync && !first->sync) {`,
+    patched: `    if (w->no_log != first->no_log) break;  // skv: never mix logged and unlogged
+    if (w->sync && !first->sync) {`,
+  },
+  {
+    file: 'binding.cc',
+    anchor: `  leveldb::Status Write (bool sync) {
+    leveldb::WriteOptions options;
+    options.sync = sync;`,
+    patched: `  leveldb::Status Write (bool sync, bool noLog) {
+    leveldb::WriteOptions options;
+    options.sync = sync;
+    options.skv_no_log = noLog;`,
+  },
+  {
+    file: 'binding.cc',
+    anchor: `                    const bool sync)
+    : PriorityWorker(env, batch->database_, deferred, "classic_level.batch.write"),
+      batch_(batch),
+      sync_(sync) {`,
+    patched: `                    const bool sync,
+                    const bool noLog)
+    : PriorityWorker(env, batch->database_, deferred, "classic_level.batch.write"),
+      batch_(batch),
+      sync_(sync),
+      noLog_(noLog) {`,
+  },
+  {
+    file: 'binding.cc',
+    anchor: `      SetStatus(batch_->Write(sync_));`,
+    patched: `      SetStatus(batch_->Write(sync_, noLog_));`,
+  },
+  {
+    file: 'binding.cc',
+    anchor: `  Batch* batch_;
+  const bool sync_;
+  napi_ref contextRef_;`,
+    patched: `  Batch* batch_;
+  const bool sync_;
+  const bool noLog_;
+  napi_ref contextRef_;`,
+  },
+  {
+    file: 'binding.cc',
+    anchor: `  const bool sync = BooleanProperty(env, options, "sync", false);
+
+  BatchWriteWorker* worker = new BatchWriteWorker(
+    env, argv[0], batch, deferred, sync
+  );`,
+    patched: `  const bool sync = BooleanProperty(env, options, "sync", false);
+  const bool noLog = BooleanProperty(env, options, "skvNoLog", false);
+
+  BatchWriteWorker* worker = new BatchWriteWorker(
+    env, argv[0], batch, deferred, sync, noLog
+  );`,
+  },
+];
+
 /** Each edit: file, the text it must find once, the text it leaves. */
 const EDITS = [
   { file: SEEK_FILE, anchor: SEEK_ANCHOR, patched: SEEK_PATCHED },
   { file: SEEK_FILE, anchor: LEVEL_ANCHOR, patched: LEVEL_PATCHED },
+  ...NO_LOG_EDITS,
 ];
 const PATCH_ID = createHash('sha256').update(JSON.stringify(EDITS)).digest('hex').slice(0, 16);
 
@@ -146,6 +269,6 @@ if (r.status !== 0 || !existsSync(binaryPath)) {
 }
 writeFileSync(
   markerPath,
-  `${JSON.stringify({ patch: PATCH_ID, classicLevel: version, node: process.versions.modules, seekCompaction: false, level1Bytes: 64 * 1024 * 1024 }, null, 2)}\n`,
+  `${JSON.stringify({ patch: PATCH_ID, classicLevel: version, node: process.versions.modules, seekCompaction: false, level1Bytes: 64 * 1024 * 1024, noLogBatches: true }, null, 2)}\n`,
 );
 console.log(`build-leveldb: built in ${((Date.now() - started) / 1000).toFixed(1)} s`);

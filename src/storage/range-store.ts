@@ -801,7 +801,9 @@ export class RangeStore {
         if (++n % FLUSH_SLICE_CELLS === 0) await yieldToEventLoop();
       }
       batch.put(metaKey(this.rangeId), encodeMeta(meta));
-      await batch.write();
+      // Unlogged: the commit log covers these cells until flushToTables below has put the
+      // batch in a synced table, and only then is the checkpoint reported.
+      await batch.write({ unlogged: true });
     } catch (err) {
       await batch.close().catch(() => {});
       throw err;

@@ -19,8 +19,12 @@ export type TableOp =
 export interface TableBatch {
   put(key: Buffer, value: Buffer): void;
   del(key: Buffer): void;
-  /** Applies every operation added, all or nothing. The batch is done after it. */
-  write(): Promise<void>;
+  /**
+   * Applies every operation added, all or nothing. The batch is done after it. `unlogged`: the
+   * store may keep the batch in memory only until `flushToTables` (a crash before that loses it
+   * whole), for a caller whose own log covers it until then.
+   */
+  write(options?: { readonly unlogged?: boolean }): Promise<void>;
   /** Drops the batch unwritten. */
   close(): Promise<void>;
 }

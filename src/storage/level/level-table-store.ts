@@ -25,6 +25,8 @@ import type {
 } from '../table-store.js';
 
 const ITERATE_BATCH_ENTRIES_MAX = 1000;
+/** A batch write that skips LevelDB's log (an option only skv's LevelDB build reads). */
+const UNLOGGED: { sync: boolean } = Object.assign({ sync: false }, { skvNoLog: true });
 /** Operations added to a batch between two turns of the event loop. */
 const WRITE_SLICE_OPS = 2048;
 const ITERATE_BATCH_ENTRIES_DEFAULT = 256;
@@ -198,7 +200,19 @@ export class LevelTableStore implements TableStore {
    */
   batch(): TableBatch {
     assert(this.db.listenerCount('write') === 0, "no 'write' listener (batches copy at once)");
-    return this.db.batch();
+    const batch = this.db.batch();
+    return {
+      put: (key, value) => {
+        batch.put(key, value);
+      },
+      del: (key) => {
+        batch.del(key);
+      },
+      // skv's LevelDB build (scripts/build-leveldb.mjs) skips its log for `skvNoLog`; the
+      // prebuilt binary ignores the option and logs the batch, which is only slower.
+      write: (options) => batch.write(options?.unlogged === true ? UNLOGGED : {}),
+      close: () => batch.close(),
+    };
   }
 
   async clear(gte: Buffer, lt: Buffer): Promise<void> {

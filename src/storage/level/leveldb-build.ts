@@ -31,12 +31,13 @@ export function levelDbBuild(): LevelDbBuild {
       patch?: string;
       seekCompaction?: boolean;
       level1Bytes?: number;
+      noLogBatches?: boolean;
     };
     if (marker.seekCompaction === false && typeof marker.patch === 'string') {
       const level1 = (marker.level1Bytes ?? 10 * 1024 * 1024) / (1024 * 1024);
       return {
         patched: true,
-        detail: `skv build, patch ${marker.patch} (no seek compaction, level 1 ${level1} MiB)`,
+        detail: `skv build, patch ${marker.patch} (no seek compaction, level 1 ${level1} MiB${marker.noLogBatches === true ? ', unlogged batches' : ''})`,
       };
     }
   } catch {
