@@ -1,18 +1,14 @@
 #!/usr/bin/env node
-// Builds classic-level's LevelDB from the sources it ships, with skv's changes: no compaction
-// started by reads, a 64 MiB level 1, and batches that may skip LevelDB's log (below). LevelDB 1.20 charges a "seek" to a table whenever a get looks in it and then
-// has to look in a second table, and compacts a table once it has been charged about one seek
-// per 16 KiB. With random keys over a store several levels deep, nearly every read is charged,
-// so the reads that follow a burst of writes rewrite the upper levels into the lower ones,
-// gigabytes at a time (BENCHMARKS.md, "Size"). RocksDB removed seek compaction for the same
-// reason; the bloom filters (10 bits per key, classic-level's setting) make the extra table
-// lookups cheap. Size-triggered compaction, which bounds the tree, is unchanged.
+// Builds classic-level's LevelDB from the sources it ships, with skv's three changes, each
+// explained where its edits are defined below: no compaction started by reads, a 64 MiB level 1,
+// and batches that may skip LevelDB's log.
 //
 // Runs as the package's postinstall (npm ci / npm install). It needs python3, make and a C++
 // compiler, and Node's headers (npm's nodedir, or node-gyp's download); when the build fails the
-// install fails, with the reason (installed as a dependency, it only warns). SKV_LEVELDB_PREBUILT=1 skips it and keeps classic-level's
-// shipped binary, which works but compacts on reads; the server logs a warning when it runs on
-// that binary (src/storage/level/leveldb-build.ts reads the marker written here).
+// install fails, with the reason (installed as a dependency, it only warns).
+// SKV_LEVELDB_PREBUILT=1 skips it and keeps classic-level's shipped binary, which works but
+// compacts on reads; the server logs a warning when it runs on that binary
+// (src/storage/level/leveldb-build.ts reads the marker written here).
 //
 //   node scripts/build-leveldb.mjs           patch and build unless the marker says it is done
 //   node scripts/build-leveldb.mjs --force   rebuild
@@ -29,6 +25,13 @@ const CLASSIC_LEVEL_VERSION = '3.0.0';
 /** Written next to the built binary; the server reads it to tell which LevelDB it runs. */
 const MARKER = 'skv-leveldb.json';
 
+// No seek compaction. LevelDB 1.20 charges a "seek" to a table whenever a get looks in it and
+// then has to look in a second table, and compacts a table once it has been charged about one
+// seek per 16 KiB. With random keys over a store several levels deep, nearly every read is
+// charged, so the reads that follow a burst of writes rewrite the upper levels into the lower
+// ones, gigabytes at a time (BENCHMARKS.md, "Size"). RocksDB removed seek compaction for the
+// same reason; the bloom filters (10 bits per key, classic-level's setting) make the extra table
+// lookups cheap. Size-triggered compaction, which bounds the tree, is unchanged.
 const SEEK_FILE = 'deps/leveldb/leveldb-1.20/db/version_set.cc';
 const SEEK_ANCHOR = `bool Version::UpdateStats(const GetStats& stats) {
   FileMetaData* f = stats.seek_file;`;
@@ -41,11 +44,12 @@ const SEEK_PATCHED = `bool Version::UpdateStats(const GetStats& stats) {
 // before): the size of level 0 when it is compacted (4 tables of skv's 16 MiB write buffer), as
 // RocksDB sizes its base level. With 10 MiB, every level-0 compaction overfilled level 1 several
 // times over, and a node's 1.4 GB at 10 M rows spread over five levels instead of four.
+const LEVEL1_MIB = 64;
 const LEVEL_ANCHOR = `  // Result for both level-0 and level-1
   double result = 10. * 1048576.0;`;
 const LEVEL_PATCHED = `  // Result for both level-0 and level-1
-  // skv (scripts/build-leveldb.mjs): 64 MiB, the size of level 0 when it is compacted.
-  double result = 64. * 1048576.0;`;
+  // skv (scripts/build-leveldb.mjs): ${LEVEL1_MIB} MiB, the size of level 0 when it is compacted.
+  double result = ${LEVEL1_MIB}. * 1048576.0;`;
 
 // A batch written with `skvNoLog: true` skips LevelDB's log: it lives in the memtable until the
 // memtable is written to a table, and a crash before that loses it whole. skv writes a flushed
@@ -212,15 +216,20 @@ if (!process.argv.includes('--force') && existsSync(markerPath) && existsSync(bi
   }
 }
 
-for (const edit of EDITS) {
-  const path = join(pkgDir, edit.file);
-  const text = readFileSync(path, 'utf8');
-  if (text.includes(edit.patched)) continue;
-  const at = text.indexOf(edit.anchor);
-  if (at < 0 || text.indexOf(edit.anchor, at + 1) >= 0) {
-    fail(`${edit.file}: the text to change is not there exactly once`);
+// Each source file read once, all its edits applied, written once if anything changed.
+for (const file of new Set(EDITS.map((e) => e.file))) {
+  const path = join(pkgDir, file);
+  const original = readFileSync(path, 'utf8');
+  let text = original;
+  for (const edit of EDITS.filter((e) => e.file === file)) {
+    if (text.includes(edit.patched)) continue;
+    const at = text.indexOf(edit.anchor);
+    if (at < 0 || text.indexOf(edit.anchor, at + 1) >= 0) {
+      fail(`${file}: the text to change is not there exactly once`);
+    }
+    text = text.replace(edit.anchor, edit.patched);
   }
-  writeFileSync(path, text.replace(edit.anchor, edit.patched));
+  if (text !== original) writeFileSync(path, text);
 }
 
 // node-gyp: the one npm runs scripts with, else the one bundled with this npm.
@@ -269,6 +278,6 @@ if (r.status !== 0 || !existsSync(binaryPath)) {
 }
 writeFileSync(
   markerPath,
-  `${JSON.stringify({ patch: PATCH_ID, classicLevel: version, node: process.versions.modules, seekCompaction: false, level1Bytes: 64 * 1024 * 1024, noLogBatches: true }, null, 2)}\n`,
+  `${JSON.stringify({ patch: PATCH_ID, classicLevel: version, node: process.versions.modules, seekCompaction: false, level1Bytes: LEVEL1_MIB * 1024 * 1024, noLogBatches: true }, null, 2)}\n`,
 );
 console.log(`build-leveldb: built in ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -26,7 +26,7 @@ import type {
 
 const ITERATE_BATCH_ENTRIES_MAX = 1000;
 /** A batch write that skips LevelDB's log (an option only skv's LevelDB build reads). */
-const UNLOGGED: { sync: boolean } = Object.assign({ sync: false }, { skvNoLog: true });
+const UNLOGGED = { sync: false, skvNoLog: true };
 /** Operations added to a batch between two turns of the event loop. */
 const WRITE_SLICE_OPS = 2048;
 const ITERATE_BATCH_ENTRIES_DEFAULT = 256;

@@ -1,6 +1,6 @@
 // Which LevelDB this process runs: the one scripts/build-leveldb.mjs built from classic-level's
-// sources with skv's patch (no compaction started by reads, a 64 MiB level 1), or classic-level's
-// prebuilt binary.
+// sources with skv's patch (no compaction started by reads, a 64 MiB level 1, unlogged batches),
+// or classic-level's prebuilt binary.
 // classic-level loads build/Release/ before its prebuilds (node-gyp-build), and the build script
 // writes its marker next to that binary.
 
