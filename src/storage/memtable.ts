@@ -62,14 +62,12 @@ interface Chunk {
   readonly cells: readonly MemCell[];
 }
 
-export function entrySizeBytes(cellKey: string, cell: MemCell): number {
-  return (
-    ENTRY_OVERHEAD_BYTES +
-    cellKey.length * 2 +
-    cell.key.length +
-    cell.column.length +
-    (cell.value?.length ?? 0)
-  );
+/**
+ * What an entry takes, roughly: the cell key (a string of 2 bytes a character, counted twice
+ * over: the row key and column it holds are about as long), the value and the overhead.
+ */
+export function entrySizeBytes(cellKey: string, value: Uint8Array | null): number {
+  return ENTRY_OVERHEAD_BYTES + cellKey.length * 3 + (value?.length ?? 0);
 }
 
 /** Index of the first element of `a` at or after `from` that is >= k (a.length if none). */
@@ -173,7 +171,8 @@ export class Memtable implements FrozenMemtable {
     this.byKey.set(cellKey, cell);
     this.pending.add(cellKey);
     this.sizeBytesNow +=
-      entrySizeBytes(cellKey, cell) - (old === undefined ? 0 : entrySizeBytes(cellKey, old));
+      entrySizeBytes(cellKey, cell.value) -
+      (old === undefined ? 0 : entrySizeBytes(cellKey, old.value));
     if (this.pending.size >= this.pendingKeysMax) this.merge();
     return old;
   }

@@ -45,6 +45,7 @@ import {
   DATA_VALUE_HEADER_BYTES,
   dataPrefix,
   dataPrefixEnd,
+  decodeCellKey,
   encodeCellKey,
   encodeDataValue,
   encodeDataValueInto,
@@ -201,7 +202,7 @@ function recordBytes(keys: readonly string[], m: RowMutation): number {
   let n = 0;
   for (let i = 0; i < keys.length; i++) {
     const w = m.writes[i]!;
-    n += entrySizeBytes(keys[i]!, { key: m.key, column: w.column, value: w.value, version: 0 });
+    n += entrySizeBytes(keys[i]!, w.value);
   }
   return n;
 }
@@ -225,8 +226,37 @@ async function scanChecksum(view: ReadView): Promise<bigint> {
 }
 
 function hashOf(c: MemCell): bigint {
+  return hashAt(c.key, c.column, c);
+}
+
+/** The hash of `c`, a live cell of row `key` and `column`. */
+function hashAt(key: Uint8Array, column: Uint8Array, c: MemCell): bigint {
   assert(c.value !== null, 'hash of a live cell');
-  return cellHash(c.key, c.column, c.value, c.version);
+  return cellHash(key, column, c.value, c.version);
+}
+
+/**
+ * A cell an apply wrote, as the memtable keeps it: the value and version, and the cell key the
+ * memtable files it under, which holds the row key and column; those two are decoded from it
+ * only when something asks (scans, row reads, snapshots, digests), never on the write path. A
+ * cell as a plain object kept three buffers (row key, column, value), and at 10 M rows, where
+ * nearly every write adds a cell, the memtables' objects set the cost of V8's major collections
+ * (BENCHMARKS.md "Size").
+ */
+class WrittenCell implements MemCell {
+  constructor(
+    private readonly cellKey: string,
+    readonly value: Buffer | null,
+    readonly version: number,
+  ) {}
+
+  get key(): Buffer {
+    return decodeCellKey(Buffer.from(this.cellKey, 'latin1')).key;
+  }
+
+  get column(): Buffer {
+    return decodeCellKey(Buffer.from(this.cellKey, 'latin1')).column;
+  }
 }
 
 export class RangeStore {
@@ -634,21 +664,16 @@ export class RangeStore {
     const versions: number[] = [];
     const current = new Map<string, MemCell | undefined>();
     let sum = this.checksumNow ?? 0n;
-    const rowKey = Buffer.from(m.key);
     for (let i = 0; i < m.writes.length; i++) {
       const w = m.writes[i]!;
       const k = keys[i]!;
       if (!current.has(k)) current.set(k, olds[i]);
       previousVersions.push(olds[i]?.version ?? 0);
       const before = current.get(k);
-      if (before !== undefined && keeping) sum = checksumSub(sum, hashOf(before));
-      const cell: MemCell = {
-        key: rowKey,
-        column: Buffer.from(w.column),
-        value: w.value === null ? null : Buffer.from(w.value),
-        version: lsn.seq,
-      };
-      if (cell.value !== null && keeping) sum = checksumAdd(sum, hashOf(cell));
+      // Hashed with the write's own key and column: the cell key is the same (no decoding).
+      if (before !== undefined && keeping) sum = checksumSub(sum, hashAt(m.key, w.column, before));
+      const cell = new WrittenCell(k, w.value === null ? null : Buffer.from(w.value), lsn.seq);
+      if (cell.value !== null && keeping) sum = checksumAdd(sum, hashAt(m.key, w.column, cell));
       current.set(k, cell.value === null ? undefined : cell);
       this.active.put(k, cell);
       versions.push(cell.value === null ? 0 : lsn.seq);
