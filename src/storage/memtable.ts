@@ -63,8 +63,8 @@ interface Chunk {
 }
 
 /**
- * What an entry takes, roughly: the cell key (a string of 2 bytes a character, counted twice
- * over: the row key and column it holds are about as long), the value and the overhead.
+ * What an entry takes, roughly: the cell key (a string, 2 bytes a character), its row key and
+ * column once more (together about as long as the cell key), the value and the overhead.
  */
 export function entrySizeBytes(cellKey: string, value: Uint8Array | null): number {
   return ENTRY_OVERHEAD_BYTES + cellKey.length * 3 + (value?.length ?? 0);

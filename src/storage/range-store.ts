@@ -488,15 +488,17 @@ export class RangeStore {
       const to = end === null ? null : encodeRowStart(end).toString('latin1');
       for await (const batch of viewCellBatches(view, from, to)) {
         for (const { cell } of batch) {
-          if (rowKey === null || !rowKey.equals(cell.key)) {
+          // Each read once: a memtable cell decodes them from its cell key on every read.
+          const key = cell.key;
+          const column = cell.column;
+          if (rowKey === null || !rowKey.equals(key)) {
             if (rowKey !== null && cells.length > 0) rows.push({ key: rowKey, cells });
-            if (rows.length === limit)
-              return { rows, resumeKey: Buffer.from(cell.key), lsn: view.lsn };
-            rowKey = Buffer.from(cell.key);
+            if (rows.length === limit) return { rows, resumeKey: Buffer.from(key), lsn: view.lsn };
+            rowKey = Buffer.from(key);
             cells = [];
           }
-          if (wanted === null || wanted.has(Buffer.from(cell.column).toString('latin1'))) {
-            cells.push({ column: cell.column, value: cell.value!, version: cell.version });
+          if (wanted === null || wanted.has(Buffer.from(column).toString('latin1'))) {
+            cells.push({ column, value: cell.value!, version: cell.version });
           }
         }
       }

@@ -93,7 +93,7 @@ describe.skipIf(process.env.SKV_LEVELDB_PREBUILT === '1')("skv's LevelDB build",
       let stats = '';
       for (let unchanged = 0, polls = 0; unchanged < 5 && polls < 200; polls++) {
         await new Promise((resolve) => setTimeout(resolve, 100));
-        const now = await db.getProperty('leveldb.stats');
+        const now = db.getProperty('leveldb.stats');
         unchanged = now === stats ? unchanged + 1 : 0;
         stats = now;
       }
