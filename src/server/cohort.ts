@@ -18,8 +18,8 @@ import { assert, unreachable } from '../core/assert.js';
 import { SkvError } from '../core/errors.js';
 import type { NodeId, RangeId } from '../core/ids.js';
 import { timerDelayMs } from '../core/limits.js';
-import type { Lsn } from '../core/lsn.js';
-import { type ApplyResult, decodeRowMutation } from '../core/mutation.js';
+import { formatLsn, type Lsn } from '../core/lsn.js';
+import { type ApplyResult, decodeRowMutation, type RowMutation } from '../core/mutation.js';
 import type { CohortLog, CommitLog, LogRecord } from '../log/index.js';
 import { Replica } from '../replication/replica.js';
 import type {
@@ -379,6 +379,25 @@ export class Cohort {
     this.ports.sendMessage(this.rangeId, m);
   }
 
+  /**
+   * A committed data entry's mutation. One that does not decode cannot be applied, and skipping
+   * it would fork this replica from the others: fail-stop, naming the entry and its bytes.
+   */
+  private decodeEntry(entry: Entry): RowMutation {
+    try {
+      return decodeRowMutation(entry.payload);
+    } catch (err) {
+      const p = entry.payload;
+      const head = Buffer.from(p.buffer, p.byteOffset, Math.min(p.byteLength, 64)).toString('hex');
+      throw new SkvError(
+        'corruption',
+        `range ${this.rangeId} entry ${formatLsn(entry.lsn)}: its payload (${p.byteLength} bytes, ` +
+          `starting ${head}) is not a row mutation: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+
   private applyCommitted(entry: Entry, requestId: number | undefined): void {
     const seq = entry.lsn.seq;
     // Hand the store its applies as they commit (it runs them in call order and starts their
@@ -392,7 +411,7 @@ export class Cohort {
     // later).
     const previousVersions =
       requestId !== undefined && this.writes.get(requestId)?.previousVersions === true;
-    const mutation = entry.kind === 'data' ? decodeRowMutation(entry.payload) : null;
+    const mutation = entry.kind === 'data' ? this.decodeEntry(entry) : null;
     // With nothing in the chain, most applies (blind writes, cells in a memtable) run at once:
     // no promise, no turn of the event loop, the writer answered now.
     if (mutation !== null && this.applyChainLength === 0) {
