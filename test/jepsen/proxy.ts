@@ -91,42 +91,49 @@ export class LinkProxy {
   }
 
   private pipe(pair: Pair, from: net.Socket, to: net.Socket): void {
+    // One FIFO and one timer per direction: a chunk leaves at its due time, never before an
+    // earlier chunk. (One timer per chunk reordered bytes: Node orders timers by its cached loop
+    // time, so a later chunk given the same due time could fire first, and the HTTP/2 stream
+    // carried bytes out of order: a corrupted peer message reached a node and killed it.)
+    const held: { chunk: Buffer; due: number }[] = [];
     let queued = 0;
-    let lastDueMs = 0;
+    let timer: NodeJS.Timeout | null = null;
+    let lastDue = 0;
+    const drain = () => {
+      timer = null;
+      const now = performance.now();
+      while (held.length > 0 && held[0]!.due <= now) {
+        const { chunk } = held.shift()!;
+        queued -= chunk.length;
+        if (to.destroyed) continue;
+        this.bytesForwarded += chunk.length;
+        to.write(chunk);
+      }
+      if (held.length > 0) timer = setTimeout(drain, Math.max(1, held[0]!.due - now));
+    };
+    const hold = (chunk: Buffer, ms: number) => {
+      lastDue = Math.max(performance.now() + ms, lastDue);
+      held.push({ chunk, due: lastDue });
+      queued += chunk.length;
+      if (timer === null) timer = setTimeout(drain, Math.max(0, held[0]!.due - performance.now()));
+    };
     from.on('data', (chunk: Buffer) => {
       const mode = this.mode;
       switch (mode.kind) {
         case 'pass':
-          if (queued === 0) {
+          if (held.length === 0) {
             this.bytesForwarded += chunk.length;
             to.write(chunk);
-            return;
+          } else {
+            hold(chunk, 0);
           }
-          this.hold(
-            chunk,
-            0,
-            () => (queued -= chunk.length),
-            to,
-            () => lastDueMs,
-            (t) => (lastDueMs = t),
-          );
-          queued += chunk.length;
           return;
         case 'delay': {
           if (queued + chunk.length > QUEUE_BYTES_MAX) {
             this.destroy(pair, true);
             return;
           }
-          const jitter = mode.ms * 0.25 * (Math.random() * 2 - 1);
-          queued += chunk.length;
-          this.hold(
-            chunk,
-            mode.ms + jitter,
-            () => (queued -= chunk.length),
-            to,
-            () => lastDueMs,
-            (t) => (lastDueMs = t),
-          );
+          hold(chunk, mode.ms + mode.ms * 0.25 * (Math.random() * 2 - 1));
           return;
         }
         case 'blackhole':
@@ -137,28 +144,9 @@ export class LinkProxy {
           return;
       }
     });
-  }
-
-  /** Forwards `chunk` after `ms`, never before an earlier chunk of the same direction. */
-  private hold(
-    chunk: Buffer,
-    ms: number,
-    done: () => void,
-    to: net.Socket,
-    lastDue: () => number,
-    setLastDue: (t: number) => void,
-  ): void {
-    const due = Math.max(performance.now() + ms, lastDue());
-    setLastDue(due);
-    setTimeout(
-      () => {
-        done();
-        if (to.destroyed) return;
-        this.bytesForwarded += chunk.length;
-        to.write(chunk);
-      },
-      Math.max(0, due - performance.now()),
-    );
+    from.on('close', () => {
+      if (timer !== null) clearTimeout(timer);
+    });
   }
 
   private destroy(pair: Pair, reset: boolean): void {
