@@ -17,11 +17,7 @@ import { Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type SkvClient, SkvError } from '../src/client/index.js';
 import { encodeRowMutation } from '../src/core/mutation.js';
-import {
-  type ExchangeSummary,
-  type PeerBatch,
-  PeerClient,
-} from '../src/rpc/generated/skv/peer/v1/peer.js';
+import type { ExchangeSummary, PeerBatch } from '../src/rpc/generated/skv/peer/v1/peer.js';
 import {
   Consistency,
   type GetResponse,
@@ -30,6 +26,7 @@ import {
 } from '../src/rpc/generated/skv/v1/kv.js';
 import { checkHealth } from '../src/rpc/health-client.js';
 import { encodePeerMessage } from '../src/rpc/peer-codec.js';
+import { PeerClient } from '../src/rpc/peer-transport.js';
 import { type ChannelSecurity, channelCredentials } from '../src/rpc/tls.js';
 import { createTestPki, type TestCert, type TestPki } from './support/certs.js';
 import { SKV_BIN, TestCluster } from './support/cluster.js';
@@ -288,6 +285,7 @@ describe('security: TLS, mutual TLS, bearer token, peer membership', () => {
     const frames = (from: string): PeerBatch => ({
       from,
       cluster: cluster.cluster,
+      checksum: 0, // the client's serializer fills it in
       messages: [
         encodePeerMessage(range.rangeId, {
           type: 'propose',

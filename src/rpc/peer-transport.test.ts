@@ -1,7 +1,9 @@
 // The peer port's edges (issue #8): every refused stream ends with a status at once (never left
 // open until the sender's deadline), later data of a refused stream reaches nobody, and the
-// honest sender (PeerLink) backs off and reports an outage once.
+// honest sender (PeerLink) backs off and reports an outage once. A batch damaged on the way is
+// refused by its checksum.
 
+import { crc32 } from 'node:zlib';
 import {
   Client,
   credentials,
@@ -12,8 +14,10 @@ import {
 } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GRPC_MESSAGE_BYTES_MAX } from '../core/limits.js';
-import { PeerBatch } from './generated/skv/peer/v1/peer.js';
 import {
+  decodePeerBatch,
+  encodePeerBatch,
+  MalformedPeerBatch,
   PEER_RECONNECT_BACKOFF_MS_MAX,
   PEER_RECONNECT_BACKOFF_MS_MIN,
   PeerLink,
@@ -30,8 +34,15 @@ const identity = (b: Buffer) => b;
 /** Field 1 with wire type 7 (none such): no decoder accepts it. */
 const UNDECODABLE = Buffer.from([0x0f, 0xff, 0xff]);
 
-const batch = (from: string) =>
-  Buffer.from(PeerBatch.encode({ from, cluster: 'c', messages: [] }).finish());
+const batch = (from: string) => encodePeerBatch({ from, cluster: 'c', messages: [], checksum: 0 });
+
+/** `body` framed with a checksum that matches it (what a sender appends: encodePeerBatch). */
+const checksummed = (body: Buffer) => {
+  const trailer = Buffer.alloc(5);
+  trailer[0] = (4 << 3) | 5;
+  trailer.writeUInt32LE(crc32(body), 1);
+  return Buffer.concat([body, trailer]);
+};
 
 /** A snapshot chunk of `bytes` zero bytes (index `index` of transfer 1 of range 1). */
 const chunk = (index: number, bytes: number) => ({
@@ -111,9 +122,55 @@ describe('peer port', () => {
   it('ends a stream of undecodable bytes with INVALID_ARGUMENT at once, ignoring what follows', async () => {
     const o = await exchange([UNDECODABLE, batch('after-garbage')]);
     expect(o.code).toBe(status.INVALID_ARGUMENT);
-    expect(o.details).toContain('is not a PeerBatch');
+    expect(o.details).toContain('does not end in its checksum');
     expect(o.ms).toBeLessThan(2_000);
     expect(seen).not.toContain('after-garbage');
+    // With a checksum that matches, the bytes still have to be a PeerBatch.
+    const p = await exchange([checksummed(UNDECODABLE), batch('after-garbage')]);
+    expect(p.code).toBe(status.INVALID_ARGUMENT);
+    expect(p.details).toContain('is not a PeerBatch');
+    expect(seen).not.toContain('after-garbage');
+  });
+
+  it('refuses a batch damaged in transit: one changed byte anywhere, nothing reaches the node', async () => {
+    const good = encodePeerBatch({
+      from: 'damaged',
+      cluster: 'c',
+      messages: [
+        {
+          rangeId: 1,
+          body: {
+            $case: 'propose',
+            value: {
+              epoch: 1,
+              prevLsn: { epoch: 1, seq: 1n },
+              entries: [
+                { lsn: { epoch: 1, seq: 2n }, kind: 0, payload: Buffer.from('a row mutation') },
+              ],
+              commitSeq: 1n,
+              commitLsn: { epoch: 1, seq: 1n },
+              leaderLastSeq: 2n,
+            },
+          },
+        },
+      ],
+      checksum: 0,
+    });
+    expect(decodePeerBatch(good)).toMatchObject({ from: 'damaged', checksum: expect.any(Number) });
+    for (const at of [0, 3, good.length - 30, good.length - 6, good.length - 1]) {
+      const bad = Buffer.from(good);
+      bad[at]! ^= 0x10;
+      expect(decodePeerBatch(bad)).toBeInstanceOf(MalformedPeerBatch);
+    }
+    const swapped = Buffer.from(good);
+    const at = good.indexOf('row');
+    swapped[at] = good[at + 1]!;
+    swapped[at + 1] = good[at]!;
+    const o = await exchange([swapped, batch('after-damage')]);
+    expect(o.code).toBe(status.INVALID_ARGUMENT);
+    expect(o.details).toContain('damaged in transit');
+    expect(seen).not.toContain('damaged');
+    expect(seen).not.toContain('after-damage');
   });
 
   it('reports garbage of every shape once, not once per stream', async () => {

@@ -20,19 +20,23 @@
 // of megabytes at 10 M rows, and written into the protocol's stream at once it held all of it in
 // memory and delayed every other range's proposes and acks behind it.
 
+import { crc32 } from 'node:zlib';
 import {
+  type ChannelCredentials,
+  type ClientOptions,
   type ClientWritableStream,
   type handleClientStreamingCall,
   Metadata,
+  makeGenericClientConstructor,
   status,
 } from '@grpc/grpc-js';
 import type { NodeId } from '../core/ids.js';
 import { GRPC_MESSAGE_BYTES_MAX } from '../core/limits.js';
 import {
   type ExchangeSummary,
+  type PeerClient as GeneratedPeerClient,
   PeerService as GeneratedPeerService,
   PeerBatch,
-  PeerClient,
   type PeerMessage,
 } from './generated/skv/peer/v1/peer.js';
 import {
@@ -85,7 +89,7 @@ export interface PeerLinkOptions {
 }
 
 export class PeerLink {
-  private readonly client: PeerClient;
+  private readonly client: GeneratedPeerClient;
   private stream: ClientWritableStream<PeerBatch> | null = null;
   private bulk: ClientWritableStream<PeerBatch> | null = null;
   /** Bulk streams opened so far (the current one's number). */
@@ -156,7 +160,8 @@ export class PeerLink {
       stream = s;
     }
     const number = this.bulkNumber;
-    if (stream.write({ from: this.self, cluster: this.cluster, messages: [m] })) return number;
+    if (stream.write({ from: this.self, cluster: this.cluster, messages: [m], checksum: 0 }))
+      return number;
     const broken = await new Promise<boolean>((resolve) => this.bulkWaiters.push(resolve));
     if (broken) throw new PeerLinkClosedError(this.address);
     return number;
@@ -207,7 +212,7 @@ export class PeerLink {
       const messages = this.queue.splice(0, count);
       this.stats.batches++;
       this.stats.messages += messages.length;
-      stream.write({ from: this.self, cluster: this.cluster, messages });
+      stream.write({ from: this.self, cluster: this.cluster, messages, checksum: 0 });
     }
   }
 
@@ -285,21 +290,67 @@ export class MalformedPeerBatch {
   constructor(readonly reason: string) {}
 }
 
-/** The Peer service with a request deserializer that never throws (grpc-js: INTERNAL). */
+/** The checksum field's tag (field 4, wire type fixed32) and its encoded size with the value. */
+const CHECKSUM_TAG = (4 << 3) | 5;
+const CHECKSUM_FIELD_BYTES = 5;
+
+/**
+ * A batch's bytes on the wire: its encoding, then its `checksum` field (the CRC-32 of the bytes
+ * before it) as the last field. The batch's own `checksum` is ignored.
+ */
+export function encodePeerBatch(batch: PeerBatch): Buffer {
+  const body = PeerBatch.encode(batch.checksum === 0 ? batch : { ...batch, checksum: 0 }).finish();
+  const out = Buffer.allocUnsafe(body.length + CHECKSUM_FIELD_BYTES);
+  out.set(body, 0);
+  out[body.length] = CHECKSUM_TAG;
+  out.writeUInt32LE(crc32(body), body.length + 1);
+  return out;
+}
+
+/** A batch from the wire, or why it is refused (its checksum is last and matches; never throws). */
+export function decodePeerBatch(bytes: Buffer): PeerBatch | MalformedPeerBatch {
+  const end = bytes.length - CHECKSUM_FIELD_BYTES;
+  if (end < 0 || bytes[end] !== CHECKSUM_TAG) {
+    return new MalformedPeerBatch(`a frame of ${bytes.length} bytes does not end in its checksum`);
+  }
+  const want = bytes.readUInt32LE(end + 1);
+  const got = crc32(bytes.subarray(0, end));
+  if (got !== want) {
+    return new MalformedPeerBatch(
+      `a frame of ${bytes.length} bytes was damaged in transit (checksum ${got.toString(16)}, ` +
+        `the sender's ${want.toString(16)})`,
+    );
+  }
+  try {
+    return PeerBatch.decode(bytes);
+  } catch (err) {
+    return new MalformedPeerBatch(
+      `a frame of ${bytes.length} bytes is not a PeerBatch: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+}
+
+/**
+ * The Peer service with the batch checksum (encodePeerBatch) and a request deserializer that
+ * never throws (grpc-js: INTERNAL).
+ */
 export const PeerService = {
   exchange: {
     ...GeneratedPeerService.exchange,
-    requestDeserialize: (bytes: Buffer): PeerBatch | MalformedPeerBatch => {
-      try {
-        return PeerBatch.decode(bytes);
-      } catch (err) {
-        return new MalformedPeerBatch(
-          `a frame of ${bytes.length} bytes is not a PeerBatch: ${err instanceof Error ? err.message : String(err)}`,
-        );
-      }
-    },
+    requestSerialize: (batch: PeerBatch): Buffer => encodePeerBatch(batch),
+    requestDeserialize: decodePeerBatch,
   },
 } as const;
+
+/** A Peer client whose batches carry their checksum (the generated one's do not). */
+export const PeerClient = makeGenericClientConstructor(
+  PeerService,
+  'skv.peer.v1.Peer',
+) as unknown as new (
+  address: string,
+  credentials: ChannelCredentials,
+  options?: Partial<ClientOptions>,
+) => GeneratedPeerClient;
 
 /** The receiving node's decision on one batch. */
 /**

@@ -24,6 +24,7 @@ import {
   PeerBatch,
   type PeerMessage,
 } from '../../src/rpc/generated/skv/peer/v1/peer.js';
+import { encodePeerBatch } from '../../src/rpc/peer-transport.js';
 import { encodeSnapshotChunk } from '../../src/storage/encoding.js';
 import { SENTINEL_PREFIX } from './fuzz-integrity.js';
 
@@ -162,7 +163,8 @@ function bodyArb(epoch: number): fc.Arbitrary<PeerMessage['body']> {
   );
 }
 
-const encodeBatch = (b: PeerBatch) => Buffer.from(PeerBatch.encode(b).finish());
+/** A batch as a node sends it (with its checksum: peer-transport.ts encodePeerBatch). */
+const encodeBatch = (b: Omit<PeerBatch, 'checksum'>) => encodePeerBatch({ ...b, checksum: 0 });
 
 function messagesArb(
   rangeIdArb: fc.Arbitrary<number>,
