@@ -10,6 +10,8 @@
 //              notice by their deadlines/keepalives. Healing destroys the connections that lost
 //              bytes (their HTTP/2 streams are corrupt) — to the peers: a connection that died.
 //   reset      every connection is reset (RST) and new ones are reset at once
+//   corrupt(p) bytes flow, but each chunk has one bit flipped with probability p: damage that
+//              TCP's checksum would have missed (tests only: the schedules do not use it)
 // Bounded: at most CONNECTIONS_MAX connections per link and QUEUE_BYTES_MAX held per direction.
 
 import net from 'node:net';
@@ -18,7 +20,8 @@ export type ProxyMode =
   | { readonly kind: 'pass' }
   | { readonly kind: 'delay'; readonly ms: number }
   | { readonly kind: 'blackhole' }
-  | { readonly kind: 'reset' };
+  | { readonly kind: 'reset' }
+  | { readonly kind: 'corrupt'; readonly probability: number };
 
 const CONNECTIONS_MAX = 256;
 const QUEUE_BYTES_MAX = 64 * 1024 * 1024;
@@ -34,6 +37,7 @@ export class LinkProxy {
   private readonly pairs = new Set<Pair>();
   private server: net.Server | null = null;
   bytesForwarded = 0;
+  chunksCorrupted = 0;
 
   constructor(
     readonly name: string,
@@ -134,6 +138,21 @@ export class LinkProxy {
             return;
           }
           hold(chunk, mode.ms + mode.ms * 0.25 * (Math.random() * 2 - 1));
+          return;
+        }
+        case 'corrupt': {
+          let out = chunk;
+          if (Math.random() < mode.probability) {
+            out = Buffer.from(chunk);
+            out[Math.floor(Math.random() * out.length)]! ^= 1 << Math.floor(Math.random() * 8);
+            this.chunksCorrupted++;
+          }
+          if (held.length === 0) {
+            this.bytesForwarded += out.length;
+            to.write(out);
+          } else {
+            hold(out, 0);
+          }
           return;
         }
         case 'blackhole':
