@@ -3,7 +3,6 @@
 // honest sender (PeerLink) backs off and reports an outage once. A batch damaged on the way is
 // refused by its checksum.
 
-import { crc32 } from 'node:zlib';
 import {
   Client,
   credentials,
@@ -27,6 +26,7 @@ import {
   type PeerVerdict,
   peerServiceImplementation,
   reconnectBackoffMs,
+  withBatchChecksum,
 } from './peer-transport.js';
 
 const EXCHANGE = '/skv.peer.v1.Peer/Exchange';
@@ -35,14 +35,6 @@ const identity = (b: Buffer) => b;
 const UNDECODABLE = Buffer.from([0x0f, 0xff, 0xff]);
 
 const batch = (from: string) => encodePeerBatch({ from, cluster: 'c', messages: [], checksum: 0 });
-
-/** `body` framed with a checksum that matches it (what a sender appends: encodePeerBatch). */
-const checksummed = (body: Buffer) => {
-  const trailer = Buffer.alloc(5);
-  trailer[0] = (4 << 3) | 5;
-  trailer.writeUInt32LE(crc32(body), 1);
-  return Buffer.concat([body, trailer]);
-};
 
 /** A snapshot chunk of `bytes` zero bytes (index `index` of transfer 1 of range 1). */
 const chunk = (index: number, bytes: number) => ({
@@ -126,7 +118,7 @@ describe('peer port', () => {
     expect(o.ms).toBeLessThan(2_000);
     expect(seen).not.toContain('after-garbage');
     // With a checksum that matches, the bytes still have to be a PeerBatch.
-    const p = await exchange([checksummed(UNDECODABLE), batch('after-garbage')]);
+    const p = await exchange([withBatchChecksum(UNDECODABLE), batch('after-garbage')]);
     expect(p.code).toBe(status.INVALID_ARGUMENT);
     expect(p.details).toContain('is not a PeerBatch');
     expect(seen).not.toContain('after-garbage');

@@ -299,7 +299,13 @@ const CHECKSUM_FIELD_BYTES = 5;
  * before it) as the last field. The batch's own `checksum` is ignored.
  */
 export function encodePeerBatch(batch: PeerBatch): Buffer {
-  const body = PeerBatch.encode(batch.checksum === 0 ? batch : { ...batch, checksum: 0 }).finish();
+  return withBatchChecksum(
+    PeerBatch.encode(batch.checksum === 0 ? batch : { ...batch, checksum: 0 }).finish(),
+  );
+}
+
+/** `body` followed by the checksum field that covers it (the wire form of encodePeerBatch). */
+export function withBatchChecksum(body: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(body.length + CHECKSUM_FIELD_BYTES);
   out.set(body, 0);
   out[body.length] = CHECKSUM_TAG;
@@ -337,7 +343,7 @@ export function decodePeerBatch(bytes: Buffer): PeerBatch | MalformedPeerBatch {
 export const PeerService = {
   exchange: {
     ...GeneratedPeerService.exchange,
-    requestSerialize: (batch: PeerBatch): Buffer => encodePeerBatch(batch),
+    requestSerialize: encodePeerBatch,
     requestDeserialize: decodePeerBatch,
   },
 } as const;

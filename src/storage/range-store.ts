@@ -873,9 +873,12 @@ export class RangeStore {
         let chunk: SnapshotCell[] = [];
         let bytes = 0;
         for await (const { cell } of viewCells(view, '', null)) {
+          // Each read once: a memtable cell decodes them from its cell key on every read.
+          const key = cell.key;
+          const column = cell.column;
           const value = cell.value!;
-          chunk.push({ key: cell.key, column: cell.column, value, version: cell.version });
-          bytes += cell.key.length + cell.column.length + value.length + 20;
+          chunk.push({ key, column, value, version: cell.version });
+          bytes += key.length + column.length + value.length + 20;
           if (chunk.length >= cellsMax || bytes >= bytesMax) {
             yield chunk;
             chunk = [];

@@ -103,15 +103,17 @@ export class LinkProxy {
     let queued = 0;
     let timer: NodeJS.Timeout | null = null;
     let lastDue = 0;
+    const write = (chunk: Buffer) => {
+      this.bytesForwarded += chunk.length;
+      to.write(chunk);
+    };
     const drain = () => {
       timer = null;
       const now = performance.now();
       while (held.length > 0 && held[0]!.due <= now) {
         const { chunk } = held.shift()!;
         queued -= chunk.length;
-        if (to.destroyed) continue;
-        this.bytesForwarded += chunk.length;
-        to.write(chunk);
+        if (!to.destroyed) write(chunk);
       }
       if (held.length > 0) timer = setTimeout(drain, Math.max(1, held[0]!.due - now));
     };
@@ -121,16 +123,16 @@ export class LinkProxy {
       queued += chunk.length;
       if (timer === null) timer = setTimeout(drain, Math.max(0, held[0]!.due - performance.now()));
     };
+    /** Now, unless chunks are still held (a delay just ended): then right behind them. */
+    const forward = (chunk: Buffer) => {
+      if (held.length === 0) write(chunk);
+      else hold(chunk, 0);
+    };
     from.on('data', (chunk: Buffer) => {
       const mode = this.mode;
       switch (mode.kind) {
         case 'pass':
-          if (held.length === 0) {
-            this.bytesForwarded += chunk.length;
-            to.write(chunk);
-          } else {
-            hold(chunk, 0);
-          }
+          forward(chunk);
           return;
         case 'delay': {
           if (queued + chunk.length > QUEUE_BYTES_MAX) {
@@ -147,12 +149,7 @@ export class LinkProxy {
             out[Math.floor(Math.random() * out.length)]! ^= 1 << Math.floor(Math.random() * 8);
             this.chunksCorrupted++;
           }
-          if (held.length === 0) {
-            this.bytesForwarded += out.length;
-            to.write(out);
-          } else {
-            hold(out, 0);
-          }
+          forward(out);
           return;
         }
         case 'blackhole':
