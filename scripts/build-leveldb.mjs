@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Builds classic-level's LevelDB from the sources it ships, with skv's three changes, each
+// Builds classic-level's LevelDB from the sources it ships, with skv's five changes, each
 // explained where its edits are defined below: no compaction started by reads, a 64 MiB level 1,
-// and batches that may skip LevelDB's log.
+// batches that may skip LevelDB's log, hardware CRC-32C, and snappy that stops trying on data
+// that does not compress.
 //
 // Runs as the package's postinstall (npm ci / npm install). It needs python3, make and a C++
 // compiler, and Node's headers (npm's nodedir, or node-gyp's download); when the build fails the
@@ -173,11 +174,116 @@ const NO_LOG_EDITS = [
   },
 ];
 
+// Hardware CRC-32C. LevelDB 1.20 checksums every block it writes with CRC-32C, and uses the
+// SSE 4.2 instruction only when the build defines LEVELDB_PLATFORM_POSIX_SSE and compiles this
+// file with -msse4.2; classic-level's build does neither, so its table-driven loop took a tenth
+// of a compaction thread's time at 10 M rows (BENCHMARKS.md "Size"). The function is compiled
+// for SSE 4.2 on its own (a target attribute) and still asks the CPU at run time, as before.
+const SSE_FILE = 'deps/leveldb/leveldb-1.20/port/port_posix_sse.cc';
+const SSE_EDITS = [
+  {
+    file: SSE_FILE,
+    anchor: `#include "port/port.h"
+
+#if defined(LEVELDB_PLATFORM_POSIX_SSE)`,
+    patched: `#include "port/port.h"
+
+// skv (scripts/build-leveldb.mjs): SSE 4.2 CRC-32C on x86-64 without -msse4.2 for the build.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(LEVELDB_PLATFORM_POSIX_SSE)
+#define LEVELDB_PLATFORM_POSIX_SSE 1
+#define SKV_SSE42 __attribute__((target("sse4.2")))
+#else
+#define SKV_SSE42
+#endif
+
+#if defined(LEVELDB_PLATFORM_POSIX_SSE)`,
+  },
+  {
+    file: SSE_FILE,
+    anchor: `#elif defined(__GNUC__) && defined(__SSE4_2__)`,
+    patched: `#elif defined(__GNUC__)  // skv: the function below is compiled for SSE 4.2`,
+  },
+  {
+    file: SSE_FILE,
+    anchor: `uint32_t AcceleratedCRC32C(uint32_t crc, const char* buf, size_t size) {`,
+    patched: `SKV_SSE42 uint32_t AcceleratedCRC32C(uint32_t crc, const char* buf, size_t size) {`,
+  },
+];
+
+// Snappy that stops trying on data that does not compress. LevelDB compresses every block it
+// writes and keeps the result only if it is 12.5 % smaller; on values that do not compress
+// (random, encrypted or already compressed bytes) that is a tenth of a compaction thread's time
+// for nothing. After 8 blocks in a row that did not compress, a table builder stores the next
+// 31 as they are and then tries again; data that compresses never has 8 such blocks in a row,
+// so it is compressed as before. Every block still records its own compression type, so the
+// tables are read as before.
+const TABLE_BUILDER = 'deps/leveldb/leveldb-1.20/table/table_builder.cc';
+const SNAPPY_EDITS = [
+  {
+    file: TABLE_BUILDER,
+    anchor: `  std::string compressed_output;
+
+  Rep(const Options& opt, WritableFile* f)`,
+    patched: `  std::string compressed_output;
+  int skv_incompressible;  // skv: blocks in a row that snappy did not shrink by 12.5 %
+  int skv_skip;            // skv: blocks still to store without trying snappy
+
+  Rep(const Options& opt, WritableFile* f)`,
+  },
+  {
+    file: TABLE_BUILDER,
+    anchor: `        pending_index_entry(false) {`,
+    patched: `        pending_index_entry(false),
+        skv_incompressible(0),
+        skv_skip(0) {`,
+  },
+  {
+    file: TABLE_BUILDER,
+    anchor: `    case kSnappyCompression: {
+      std::string* compressed = &r->compressed_output;
+      if (port::Snappy_Compress(raw.data(), raw.size(), compressed) &&
+          compressed->size() < raw.size() - (raw.size() / 8u)) {
+        block_contents = *compressed;
+      } else {
+        // Snappy not supported, or compressed less than 12.5%, so just
+        // store uncompressed form
+        block_contents = raw;
+        type = kNoCompression;
+      }
+      break;
+    }`,
+    patched: `    case kSnappyCompression: {
+      std::string* compressed = &r->compressed_output;
+      if (r->skv_skip > 0) {  // skv: see scripts/build-leveldb.mjs
+        r->skv_skip--;
+        block_contents = raw;
+        type = kNoCompression;
+      } else if (port::Snappy_Compress(raw.data(), raw.size(), compressed) &&
+          compressed->size() < raw.size() - (raw.size() / 8u)) {
+        block_contents = *compressed;
+        r->skv_incompressible = 0;
+      } else {
+        // Snappy not supported, or compressed less than 12.5%, so just
+        // store uncompressed form
+        block_contents = raw;
+        type = kNoCompression;
+        if (++r->skv_incompressible >= 8) {
+          r->skv_incompressible = 7;
+          r->skv_skip = 31;
+        }
+      }
+      break;
+    }`,
+  },
+];
+
 /** Each edit: file, the text it must find once, the text it leaves. */
 const EDITS = [
   { file: SEEK_FILE, anchor: SEEK_ANCHOR, patched: SEEK_PATCHED },
   { file: SEEK_FILE, anchor: LEVEL_ANCHOR, patched: LEVEL_PATCHED },
   ...NO_LOG_EDITS,
+  ...SSE_EDITS,
+  ...SNAPPY_EDITS,
 ];
 const PATCH_ID = createHash('sha256').update(JSON.stringify(EDITS)).digest('hex').slice(0, 16);
 
@@ -278,6 +384,6 @@ if (r.status !== 0 || !existsSync(binaryPath)) {
 }
 writeFileSync(
   markerPath,
-  `${JSON.stringify({ patch: PATCH_ID, classicLevel: version, node: process.versions.modules, seekCompaction: false, level1Bytes: LEVEL1_MIB * 1024 * 1024, noLogBatches: true }, null, 2)}\n`,
+  `${JSON.stringify({ patch: PATCH_ID, classicLevel: version, node: process.versions.modules, seekCompaction: false, level1Bytes: LEVEL1_MIB * 1024 * 1024, noLogBatches: true, hardwareCrc32c: true, adaptiveSnappy: true }, null, 2)}\n`,
 );
 console.log(`build-leveldb: built in ${((Date.now() - started) / 1000).toFixed(1)} s`);

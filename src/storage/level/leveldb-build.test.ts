@@ -25,7 +25,9 @@ describe.skipIf(process.env.SKV_LEVELDB_PREBUILT === '1')("skv's LevelDB build",
 
   it('is the binary classic-level loads', () => {
     const build = levelDbBuild();
-    expect(build.detail).toContain('no seek compaction, level 1 64 MiB, unlogged batches');
+    expect(build.detail).toContain(
+      'no seek compaction, level 1 64 MiB, unlogged batches, hardware CRC-32C, adaptive snappy',
+    );
     expect(build.patched).toBe(true);
   });
 
@@ -99,6 +101,35 @@ describe.skipIf(process.env.SKV_LEVELDB_PREBUILT === '1')("skv's LevelDB build",
       }
       const level1 = parseLevelStats(stats).find((l) => l.level === 1);
       expect(level1?.bytes ?? 0, stats).toBeGreaterThan(16 * 1024 * 1024);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('compresses values that compress, in a table that also holds values that do not', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'skv-snappy-'));
+    const db = new ClassicLevel<Buffer, Buffer>(dir, {
+      keyEncoding: 'buffer',
+      valueEncoding: 'buffer',
+      writeBufferSize: 64 * 1024 * 1024,
+    });
+    await db.open();
+    try {
+      // 4 MB of random values first (blocks that do not compress, so the build stops trying
+      // for a while), then 4 MB of values that compress, in key order: one table.
+      const row = (i: number): Buffer => Buffer.from(`r${String(i).padStart(8, '0')}`);
+      const batch = db.batch();
+      for (let i = 0; i < 40_000; i++) batch.put(row(i), randomBytes(100));
+      const text = Buffer.from('abcdefghij'.repeat(10));
+      for (let i = 40_000; i < 80_000; i++) batch.put(row(i), text);
+      await batch.write();
+      await db.compactRange(row(0), row(80_000)); // the memtable into a table
+      const bytes = Number(await db.approximateSize(row(0), row(80_000)));
+      // Uncompressed, the rows take over 8.8 MB; with the compressible half compressed, under 6.
+      expect(bytes).toBeGreaterThan(4_000_000);
+      expect(bytes).toBeLessThan(6_000_000);
+      expect((await db.get(row(39_999)))?.length).toBe(100);
+      expect((await db.get(row(79_999)))?.equals(text)).toBe(true);
     } finally {
       await db.close();
     }

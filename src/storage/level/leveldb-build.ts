@@ -1,6 +1,7 @@
 // Which LevelDB this process runs: the one scripts/build-leveldb.mjs built from classic-level's
-// sources with skv's patch (no compaction started by reads, a 64 MiB level 1, unlogged batches),
-// or classic-level's prebuilt binary.
+// sources with skv's patch (no compaction started by reads, a 64 MiB level 1, unlogged batches,
+// hardware CRC-32C, snappy that stops trying on data that does not compress), or classic-level's
+// prebuilt binary.
 // classic-level loads build/Release/ before its prebuilds (node-gyp-build), and the build script
 // writes its marker next to that binary.
 
@@ -32,13 +33,19 @@ export function levelDbBuild(): LevelDbBuild {
       seekCompaction?: boolean;
       level1Bytes?: number;
       noLogBatches?: boolean;
+      hardwareCrc32c?: boolean;
+      adaptiveSnappy?: boolean;
     };
     if (marker.seekCompaction === false && typeof marker.patch === 'string') {
       const level1 = (marker.level1Bytes ?? 10 * 1024 * 1024) / (1024 * 1024);
-      return {
-        patched: true,
-        detail: `skv build, patch ${marker.patch} (no seek compaction, level 1 ${level1} MiB${marker.noLogBatches === true ? ', unlogged batches' : ''})`,
-      };
+      const features = [
+        'no seek compaction',
+        `level 1 ${level1} MiB`,
+        ...(marker.noLogBatches === true ? ['unlogged batches'] : []),
+        ...(marker.hardwareCrc32c === true ? ['hardware CRC-32C'] : []),
+        ...(marker.adaptiveSnappy === true ? ['adaptive snappy'] : []),
+      ];
+      return { patched: true, detail: `skv build, patch ${marker.patch} (${features.join(', ')})` };
     }
   } catch {
     // No marker: a build/Release that scripts/build-leveldb.mjs did not make.
