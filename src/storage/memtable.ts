@@ -9,8 +9,8 @@
 // have gathered. A put at 10 M rows inserts a new key nearly every time; kept in order one by one,
 // each cost ~19 string comparisons over a large heap and a splice of ~128 array slots (a fifth
 // of a node's main-thread time during writes at 10 M, BENCHMARKS.md "Size"); merged in bulk, a
-// key costs its share of one sort and one pass. A flush takes the cells in key order too
-// (`freeze`, `cells`): LevelDB takes them in faster that way (see `cells`).
+// key costs its share of one sort and one pass. A flush needs no order at all (`freeze`,
+// `cells`): the LevelDB batch it writes sorts itself.
 //
 // Chunks are never changed once built: a merge builds new chunks for the ones it touches and a
 // new chunk list. So a view, which holds a chunk list, is O(1) once merged and never changes.
@@ -42,13 +42,7 @@ export interface MemLayer {
 
 /** A memtable that takes no more puts: what a flush writes. */
 export interface FrozenMemtable extends MemLayer {
-  /**
-   * Every entry once, in key order. The order is kept as puts come (at most PENDING_KEYS_MAX
-   * keys wait to be sorted), and LevelDB takes a flush's cells into its own memtable (a skip
-   * list) and writes that to a table several times faster in key order than in any other: each
-   * insert then walks nodes it has just touched, and the table is built from memory in the
-   * order it was filled.
-   */
+  /** Every entry once, in no particular order (cheaper than `entries`: no sort). */
   cells(): IterableIterator<[string, MemCell]>;
 }
 
@@ -201,14 +195,7 @@ export class Memtable implements FrozenMemtable {
 
   cells(): IterableIterator<[string, MemCell]> {
     assert(this.frozen, 'cells() of a memtable still taking puts');
-    this.merge();
-    return this.sortedCells();
-  }
-
-  private *sortedCells(): Generator<[string, MemCell]> {
-    for (const c of this.chunks) {
-      for (let i = 0; i < c.keys.length; i++) yield [c.keys[i]!, c.cells[i]!];
-    }
+    return this.byKey.entries();
   }
 
   /** Sorts the pending keys into the chunks: builds the chunks they touch anew, keeps the rest. */
