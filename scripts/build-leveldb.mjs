@@ -214,8 +214,8 @@ const SSE_EDITS = [
 // writes and keeps the result only if it is 12.5 % smaller; on values that do not compress
 // (random, encrypted or already compressed bytes) that is a tenth of a compaction thread's time
 // for nothing. After 8 blocks in a row that did not compress, a table builder stores the next
-// 31 as they are and then tries again; data that compresses never has 8 such blocks in a row,
-// so it is compressed as before. Every block still records its own compression type, so the
+// 31 as they are and then tries again; data that compresses is compressed as before, except up
+// to 31 blocks right after a run of 8 that did not. Every block still records its own compression type, so the
 // tables are read as before.
 const TABLE_BUILDER = 'deps/leveldb/leveldb-1.20/table/table_builder.cc';
 const SNAPPY_EDITS = [

@@ -5,18 +5,12 @@
 // in its `corrupt` mode, which flips one bit in a share of the TCP chunks.
 
 import { createHash } from 'node:crypto';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { GRPC_MESSAGE_BYTES_MAX } from '../src/core/limits.js';
 import { freePort } from '../src/devtools/local-zookeeper.js';
 import type { PeerBatch, PeerMessage } from '../src/rpc/generated/skv/peer/v1/peer.js';
-import {
-  PeerLink,
-  PeerService,
-  type PeerVerdict,
-  peerServiceImplementation,
-} from '../src/rpc/peer-transport.js';
+import { PeerLink, type PeerVerdict } from '../src/rpc/peer-transport.js';
 import { LinkProxy } from './jepsen/proxy.js';
+import { startPeerServer } from './support/peer-server.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 
@@ -70,19 +64,10 @@ describe('a peer link that damages bytes', () => {
       }
       return { ok: true };
     };
-    const server = new Server({ 'grpc.max_receive_message_length': GRPC_MESSAGE_BYTES_MAX });
-    server.addService(
-      PeerService,
-      peerServiceImplementation(onBatch, {
-        requireCertificate: false,
-        onRefused: (r) => refusals.push(r.reason),
-      }),
-    );
-    const serverPort = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) =>
-        e ? reject(e) : resolve(p),
-      ),
-    );
+    const { server, port: serverPort } = await startPeerServer(onBatch, {
+      requireCertificate: false,
+      onRefused: (r) => refusals.push(r.reason),
+    });
     cleanups.push(() => {
       server.forceShutdown();
     });

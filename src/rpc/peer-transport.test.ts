@@ -3,16 +3,9 @@
 // honest sender (PeerLink) backs off and reports an outage once. A batch damaged on the way is
 // refused by its checksum.
 
-import {
-  Client,
-  credentials,
-  Server,
-  ServerCredentials,
-  type ServiceError,
-  status,
-} from '@grpc/grpc-js';
+import { Client, credentials, type Server, type ServiceError, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GRPC_MESSAGE_BYTES_MAX } from '../core/limits.js';
+import { startPeerServer } from '../../test/support/peer-server.js';
 import {
   decodePeerBatch,
   encodePeerBatch,
@@ -22,9 +15,7 @@ import {
   PeerLink,
   type PeerLinkBroken,
   PeerLinkClosedError,
-  PeerService,
   type PeerVerdict,
-  peerServiceImplementation,
   reconnectBackoffMs,
   withBatchChecksum,
 } from './peer-transport.js';
@@ -54,19 +45,6 @@ const chunk = (index: number, bytes: number) => ({
 });
 
 /** A Peer service on a free 127.0.0.1 port, with the node's message limit (kv-server.ts). */
-async function startPeerServer(
-  ...args: Parameters<typeof peerServiceImplementation>
-): Promise<{ server: Server; address: string }> {
-  const server = new Server({ 'grpc.max_receive_message_length': GRPC_MESSAGE_BYTES_MAX });
-  server.addService(PeerService, peerServiceImplementation(...args));
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) =>
-      e ? reject(e) : resolve(p),
-    ),
-  );
-  return { server, address: `127.0.0.1:${port}` };
-}
-
 describe('peer port', () => {
   let server: Server;
   let raw: Client;
