@@ -57,10 +57,12 @@ export interface LevelTableStoreOptions {
 }
 
 /**
- * LevelDB keeps this many tables open, each with its index and bloom filter in memory (about
- * 35 KiB per 2 MiB table of skv's rows). classic-level's default, 1000, is fewer tables than a
- * node holds at 10 M rows (about 1,080 on 2.1 GB): past it, a read that lands on a closed table
- * opens it again (reads its footer, index and filter) and closes another.
+ * LevelDB keeps up to this many tables open, each with its index and bloom filter at hand
+ * (LevelDB maps up to 1000 table files and reads the rest with pread, holding a descriptor for
+ * each within a fifth of the process's limit). classic-level's default, 1000, is fewer tables
+ * than a node held at 10 M rows (1,082 on 2.1 GB): past it, a read that lands on a closed table
+ * opens it again (reads its footer, index and filter) and closes another. 10 M read-only lives
+ * read 61.1 k/s with this against 48.8 k/s (BENCHMARKS.md "Size").
  */
 const MAX_OPEN_TABLES_DEFAULT = 20_000;
 
