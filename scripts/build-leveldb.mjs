@@ -215,8 +215,8 @@ const SSE_EDITS = [
 // (random, encrypted or already compressed bytes) that is a tenth of a compaction thread's time
 // for nothing. After 8 blocks in a row that did not compress, a table builder stores the next
 // 31 as they are and then tries again; data that compresses is compressed as before, except up
-// to 31 blocks right after a run of 8 that did not. Every block still records its own compression type, so the
-// tables are read as before.
+// to 31 blocks right after a run of 8 that did not. Every block still records its own
+// compression type, so the tables are read as before.
 const TABLE_BUILDER = 'deps/leveldb/leveldb-1.20/table/table_builder.cc';
 const SNAPPY_EDITS = [
   {

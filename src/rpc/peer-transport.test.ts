@@ -44,7 +44,6 @@ const chunk = (index: number, bytes: number) => ({
   },
 });
 
-/** A Peer service on a free 127.0.0.1 port, with the node's message limit (kv-server.ts). */
 describe('peer port', () => {
   let server: Server;
   let raw: Client;

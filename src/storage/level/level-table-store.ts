@@ -52,8 +52,6 @@ export interface LevelTableStoreOptions {
   /** LevelDB's own write buffer (its memtable); ours is separate. */
   readonly writeBufferSizeBytes?: number;
   readonly cacheSizeBytes?: number;
-  /** Tables LevelDB keeps open (its table cache); see MAX_OPEN_TABLES_DEFAULT. */
-  readonly maxOpenTables?: number;
 }
 
 /**
@@ -64,7 +62,7 @@ export interface LevelTableStoreOptions {
  * opens it again (reads its footer, index and filter) and closes another. 10 M read-only lives
  * read 61.1 k/s with this against 48.8 k/s (BENCHMARKS.md "Size").
  */
-const MAX_OPEN_TABLES_DEFAULT = 20_000;
+const MAX_OPEN_TABLES = 20_000;
 
 const MIB = 1024 * 1024;
 
@@ -117,7 +115,7 @@ export class LevelTableStore implements TableStore {
       createIfMissing: true,
       writeBufferSize: options.writeBufferSizeBytes ?? 16 * 1024 * 1024,
       cacheSize: options.cacheSizeBytes ?? 32 * 1024 * 1024,
-      maxOpenFiles: options.maxOpenTables ?? MAX_OPEN_TABLES_DEFAULT,
+      maxOpenFiles: MAX_OPEN_TABLES,
     });
     await db.open();
     return new LevelTableStore(db, location);
